@@ -1,0 +1,31 @@
+// Command drover-coordinator: ZooKeeper-role coordinator on embedded etcd.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+)
+
+var version = "dev"
+
+func main() {
+	fs := flag.NewFlagSet("drover-coordinator", flag.ContinueOnError)
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: drover-coordinator [flags]\n\ndrover-coordinator: ZooKeeper-role coordinator on embedded etcd.\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if err == flag.ErrHelp {
+			os.Exit(0)
+		}
+		os.Exit(2)
+	}
+	if *showVersion {
+		fmt.Println("drover-coordinator", version)
+		return
+	}
+	fs.Usage()
+	os.Exit(2)
+}
