@@ -27,3 +27,28 @@ lint: ## go vet + staticcheck
 
 clean:
 	rm -rf bin
+
+test: ## unit tests, then the end-to-end tests on a local fleet (root on Linux; E2E=skip to skip)
+	$(MAKE) unit
+	$(MAKE) e2e
+
+unit: ## unit and in-process integration tests
+	$(GO) test -count=1 -timeout 20m ./...
+
+e2e: build ## end-to-end tests on a fleet it brings up and always tears down
+	N=$(N) test/run-e2e.sh
+
+fleet-up: ## boot a fleet of N nodes (default 6): make fleet-up N=6
+	$(FLEET) up $(N)
+
+fleet-down: ## stop the fleet, leaving nothing behind
+	$(FLEET) down
+
+fleet-status: ## show the fleet's nodes
+	$(FLEET) status
+
+demo: build ## boot a local 6-node fleet and provision a cluster on it
+	$(FLEET) down >/dev/null 2>&1 || true
+	$(FLEET) up 6
+	@for n in node1 node2 node3 node4 node5 node6; do \
+	  printf '%s: ' $$n; ssh -F /run/drover-fleet/0/ssh_config $$n 'echo "$$(id -un)@$$(hostname) systemd=$$(systemctl is-system-running)"'; done
