@@ -35,6 +35,7 @@ const (
 	KindService   = "service"
 	KindProbe     = "probe"
 	KindFacts     = "facts"
+	KindIdentity  = "identity"
 )
 
 // Request is the whole task list of one host for one phase.
@@ -144,6 +145,19 @@ type ProbeParams struct {
 	Interval string   `json:"interval,omitempty"`
 }
 
+// IdentityParams records a node's id (myid, broker.id) in Path. An id that differs from the recorded
+// one is refused when DataDir already holds data: an inventory edit must never silently renumber a
+// node that has state. Name is used in messages ("myid").
+type IdentityParams struct {
+	Path    string `json:"path"`
+	Value   string `json:"value"`
+	Name    string `json:"name,omitempty"`
+	DataDir string `json:"data_dir,omitempty"`
+	Owner   string `json:"owner,omitempty"`
+	Group   string `json:"group,omitempty"`
+	Mode    string `json:"mode,omitempty"` // default 0644
+}
+
 // FactsParams gathers node facts; EC2 additionally asks the instance metadata service.
 type FactsParams struct {
 	EC2 bool `json:"ec2,omitempty"`
@@ -158,6 +172,7 @@ func (UnitParams) Kind() string      { return KindUnit }
 func (ServiceParams) Kind() string   { return KindService }
 func (ProbeParams) Kind() string     { return KindProbe }
 func (FactsParams) Kind() string     { return KindFacts }
+func (IdentityParams) Kind() string  { return KindIdentity }
 
 // Status of an event.
 type Status string

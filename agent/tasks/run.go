@@ -41,6 +41,7 @@ var kinds = map[string]kindFunc{
 	protocol.KindService:   runService,
 	protocol.KindProbe:     runProbe,
 	protocol.KindFacts:     runFacts,
+	protocol.KindIdentity:  runIdentity,
 }
 
 // Env is the state of one agent run shared by its tasks.

@@ -467,3 +467,31 @@ func TestUnifiedDiff(t *testing.T) {
 		t.Fatalf("%q", d)
 	}
 }
+
+func TestIdentity(t *testing.T) {
+	root := t.TempDir()
+	id := func(v string) protocol.Task {
+		return protocol.NewTask("id", protocol.IdentityParams{Path: "/var/lib/drover/c/myid", Value: v, Name: "myid", DataDir: "/var/lib/drover/c"})
+	}
+	env := func(check bool) *Env { return newTestEnv(root, check, "/var/lib/drover") }
+	if o := run(t, env(false), id("1")); o.sum.Changed != 1 {
+		t.Fatalf("%+v", o.events)
+	}
+	if o := run(t, env(false), id("1")); o.sum.Changed != 0 {
+		t.Fatalf("%+v", o.events)
+	}
+	// No data yet: renumbering is allowed.
+	if o := run(t, env(false), id("2")); o.sum.Changed != 1 || !strings.Contains(o.byID["id"].Msg, "myid 1 -> 2") {
+		t.Fatalf("%+v", o.events)
+	}
+	os.MkdirAll(filepath.Join(root, "var/lib/drover/c/member"), 0755)
+	for _, check := range []bool{true, false} {
+		o := run(t, env(check), id("3"))
+		if o.sum.Failed != 1 || !strings.Contains(o.byID["id"].Err, "refusing to change myid of this node from 2 to 3") {
+			t.Fatalf("check=%v: %+v", check, o.byID["id"])
+		}
+	}
+	if got := read(t, filepath.Join(root, "var/lib/drover/c/myid")); got != "2\n" {
+		t.Fatalf("id file %q", got)
+	}
+}
