@@ -200,7 +200,34 @@ func defaultEtcdLogger() *zap.Logger {
 	enc.TimeKey = "" // journald stamps lines already
 	enc.CallerKey = ""
 	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.Lock(os.Stderr), zap.WarnLevel)
-	return zap.New(core).Named("etcd")
+	return zap.New(quietCore{core}).Named("etcd")
+}
+
+// etcdNoise are etcd warnings that are expected in drover's setup (etcd serves its private
+// loopback port with gRPC and HTTP muxed; no auth; listeners closing on a clean stop; a
+// fresh member's first storage-version check) and would only teach operators to ignore the
+// journal.
+var etcdNoise = []string{
+	"Running http and grpc server on single port",
+	"simple token is not cryptographically signed",
+	"Failed to detect schema version",
+	"failed to update storage version",
+	"setting up serving from embedded etcd failed",
+	"stopping insecure grpc server due to error",
+	"stopped insecure grpc server due to error",
+}
+
+type quietCore struct{ zapcore.Core }
+
+func (q quietCore) With(f []zapcore.Field) zapcore.Core { return quietCore{q.Core.With(f)} }
+
+func (q quietCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	for _, n := range etcdNoise {
+		if strings.HasPrefix(e.Message, n) {
+			return ce
+		}
+	}
+	return q.Core.Check(e, ce)
 }
 
 // Config returns the member's configuration.
