@@ -1,0 +1,319 @@
+// Command fanout measures SSH fan-out on N simulated hosts (loopback sshd processes, see
+// bench/fanout/farm): the floor, a minimal Go client that opens one session per host and runs
+// `true`, and optionally any controller command (drover) timed the same way. See bench/README.md.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/drover/drover/bench/fanout/farm"
+	"github.com/drover/drover/bench/internal/results"
+)
+
+func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+
+type sample struct {
+	wall time.Duration
+	rss  int64 // peak RSS in KiB (wait4 ru_maxrss)
+}
+
+func main() {
+	var (
+		nArg        = flag.String("n", "50,200,500", "comma-separated host counts")
+		runs        = flag.Int("runs", 3, "runs per host count (the table shows medians)")
+		concurrency = flag.Int("concurrency", 50, "floor: connections in flight")
+		droverCmd   = flag.String("drover", "", "command timed like the floor for each N, run by /bin/sh -c; "+
+			"{inventory} {ssh_config} {known_hosts} {key} {n} {forks} {dir} are substituted")
+		out     = flag.String("out", "bench/RESULTS.md", "markdown file whose \"Fan-out\" section is replaced (empty: stdout only)")
+		timeout = flag.Duration("timeout", 10*time.Minute, "limit for one measured command")
+		serve   = flag.Int("serve", 0, "start a farm of this many hosts, print its files and keep it until Ctrl-C")
+		keep    = flag.Bool("keep", false, "keep the farm directory (keys, configs, sshd logs) after stopping")
+		child   = flag.String("floor-child", "", "internal: run the floor on this host list and exit")
+	)
+	flag.Parse()
+	if *child != "" {
+		os.Exit(floorMain(*child, *concurrency))
+	}
+	var ns []int
+	for _, s := range strings.Split(*nArg, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "bad -n %q\n", *nArg)
+			os.Exit(2)
+		}
+		ns = append(ns, n)
+	}
+	if *runs < 1 || *concurrency < 1 {
+		fmt.Fprintln(os.Stderr, "-runs and -concurrency must be positive")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *serve > 0 {
+		os.Exit(serveFarm(ctx, *serve, *keep))
+	}
+	os.Exit(bench(ctx, ns, *runs, *concurrency, *droverCmd, *out, *timeout, *keep))
+}
+
+func serveFarm(ctx context.Context, n int, keep bool) int {
+	f, err := farm.Start(ctx, n, farm.Options{})
+	if err != nil {
+		logf("farm: %v", err)
+		return 1
+	}
+	f.Keep = keep
+	defer f.Stop()
+	cf, err := farm.WriteClientFiles(filepath.Join(f.Dir, "client"), f.Hosts)
+	if err != nil {
+		logf("%v", err)
+		return 1
+	}
+	fmt.Printf("%d hosts up\ninventory:   %s\nssh_config:  %s\nknown_hosts: %s\nkey:         %s\ntry: ssh -F %s %s true\nCtrl-C stops every sshd.\n",
+		n, cf.Inventory, cf.SSHConfig, cf.KnownHosts, f.KeyFile, cf.SSHConfig, f.Hosts[0].Name)
+	<-ctx.Done()
+	return 0
+}
+
+func bench(ctx context.Context, ns []int, runs, concurrency int, droverCmd, out string, timeout time.Duration, keep bool) int {
+	maxN := slices.Max(ns)
+	t0 := time.Now()
+	f, err := farm.Start(ctx, maxN, farm.Options{})
+	if err != nil {
+		logf("farm: %v", err)
+		return 1
+	}
+	f.Keep = keep
+	defer f.Stop()
+	logf("farm: %d sshd up in %.1fs under %s", maxN, time.Since(t0).Seconds(), f.Dir)
+
+	self, err := os.Executable()
+	if err != nil {
+		logf("%v", err)
+		return 1
+	}
+	// Per N: the client files for its first N hosts and the floor's host list.
+	files := map[int]farm.ClientFiles{}
+	for _, n := range ns {
+		cf, err := farm.WriteClientFiles(filepath.Join(f.Dir, "client", strconv.Itoa(n)), f.Hosts[:n])
+		if err != nil {
+			logf("%v", err)
+			return 1
+		}
+		if err := writeFloorList(filepath.Join(cf.Dir, "floor.json"), f, f.Hosts[:n]); err != nil {
+			logf("%v", err)
+			return 1
+		}
+		files[n] = cf
+	}
+
+	floor := map[int]map[int]sample{}
+	drover := map[int]map[int]sample{}
+	droverErr := map[int]error{}
+	for _, n := range ns {
+		floor[n], drover[n] = map[int]sample{}, map[int]sample{}
+	}
+	for r := 0; r < runs; r++ {
+		for _, n := range ns {
+			cf := files[n]
+			floorRun := func() {
+				s, err := measure(ctx, timeout, filepath.Join(cf.Dir, "floor.log"), self,
+					"-floor-child", filepath.Join(cf.Dir, "floor.json"), "-concurrency", strconv.Itoa(concurrency))
+				if err != nil {
+					logf("run %d N=%d floor failed: %v", r+1, n, err)
+					return
+				}
+				floor[n][r] = s
+				logf("run %d/%d N=%-4d floor  %6.2fs  peak RSS %s", r+1, runs, n, s.wall.Seconds(), mib(s.rss))
+			}
+			droverRun := func() {
+				if droverCmd == "" || droverErr[n] != nil && r > 0 && len(drover[n]) == 0 {
+					return
+				}
+				cmdline := expand(droverCmd, cf, f, n, concurrency)
+				s, err := measure(ctx, timeout, filepath.Join(cf.Dir, "drover.log"), "/bin/sh", "-c", cmdline)
+				if err != nil {
+					logf("run %d N=%d drover failed: %v", r+1, n, err)
+					if droverErr[n] == nil {
+						droverErr[n] = err
+					}
+					return
+				}
+				drover[n][r] = s
+				logf("run %d/%d N=%-4d drover %6.2fs  peak RSS %s", r+1, runs, n, s.wall.Seconds(), mib(s.rss))
+			}
+			// Alternate who goes first so drift on a shared machine hits both alike.
+			if r%2 == 0 {
+				floorRun()
+				droverRun()
+			} else {
+				droverRun()
+				floorRun()
+			}
+			if ctx.Err() != nil {
+				logf("interrupted: %s not written", out)
+				return 130
+			}
+		}
+	}
+
+	body := report(ns, runs, concurrency, droverCmd, floor, drover, droverErr)
+	fmt.Println("## Fan-out")
+	fmt.Println()
+	fmt.Print(body)
+	if out != "" {
+		if err := results.MergeSection(out, "Fan-out", body); err != nil {
+			logf("%v", err)
+			return 1
+		}
+		logf("wrote the Fan-out section of %s", out)
+	}
+	return 0
+}
+
+func expand(tmpl string, cf farm.ClientFiles, f *farm.Farm, n, forks int) string {
+	return strings.NewReplacer(
+		"{inventory}", cf.Inventory, "{ssh_config}", cf.SSHConfig, "{known_hosts}", cf.KnownHosts,
+		"{key}", f.KeyFile, "{n}", strconv.Itoa(n), "{forks}", strconv.Itoa(forks), "{dir}", cf.Dir,
+	).Replace(tmpl)
+}
+
+// measure runs argv as a child in its own process group and returns its wall time and peak RSS
+// (wait4's ru_maxrss: the largest of the child and the descendants it waited for).
+func measure(ctx context.Context, timeout time.Duration, logPath string, argv ...string) (sample, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return sample{}, err
+	}
+	defer logFile.Close()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return sample{}, err
+	}
+	err = cmd.Wait()
+	wall := time.Since(start)
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w after %s", ctx.Err(), wall.Round(time.Millisecond))
+		}
+		return sample{}, fmt.Errorf("%v: %s", err, tail(logPath))
+	}
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return sample{}, errors.New("no rusage")
+	}
+	return sample{wall: wall, rss: ru.Maxrss}, nil
+}
+
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	b = bytes.TrimSpace(b)
+	if len(b) > 500 {
+		b = b[len(b)-500:]
+	}
+	if len(b) == 0 {
+		return "(no output)"
+	}
+	return strings.ReplaceAll(string(b), "\n", " / ")
+}
+
+func mib(kib int64) string { return fmt.Sprintf("%.1f MiB", float64(kib)/1024) }
+
+func medians(m map[int]sample) (time.Duration, int64, bool) {
+	if len(m) == 0 {
+		return 0, 0, false
+	}
+	var w []time.Duration
+	var r []float64
+	for _, s := range m {
+		w = append(w, s.wall)
+		r = append(r, float64(s.rss))
+	}
+	return results.MedianDuration(w), int64(results.Median(r)), true
+}
+
+func report(ns []int, runs, concurrency int, droverCmd string, floor, drover map[int]map[int]sample, droverErr map[int]error) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n\n", results.Stamp())
+	fmt.Fprintf(&b, "N simulated hosts, each a loopback sshd (own port, host key, root dir and HOME; no PAM, "+
+		"motd or DNS) on the same machine as the controller, so absolute seconds mostly measure sshd. "+
+		"Floor: a minimal Go program (x/crypto/ssh) opening one connection and one session running `true` per "+
+		"host, %d in flight. Wall time of the whole process, peak RSS from wait4. Medians of %d runs; "+
+		"ratios are medians of run-by-run ratios.\n\n", concurrency, runs)
+	if droverCmd != "" {
+		fmt.Fprintf(&b, "drover: `%s`\n\n", strings.ReplaceAll(droverCmd, "|", "\\|"))
+	}
+	b.WriteString("| N | floor s | floor peak RSS | drover s | drover peak RSS | drover / floor |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|\n")
+	for _, n := range ns {
+		fw, fr, fok := medians(floor[n])
+		dw, dr, dok := medians(drover[n])
+		cells := []string{strconv.Itoa(n), "failed", "", "", "", ""}
+		if fok {
+			cells[1], cells[2] = fmt.Sprintf("%.2f", fw.Seconds()), mib(fr)
+		}
+		switch {
+		case dok:
+			cells[3], cells[4] = fmt.Sprintf("%.2f", dw.Seconds()), mib(dr)
+			var rs []float64
+			for r, s := range drover[n] {
+				if f, ok := floor[n][r]; ok {
+					rs = append(rs, s.wall.Seconds()/f.wall.Seconds())
+				}
+			}
+			if len(rs) > 0 {
+				cells[5] = fmt.Sprintf("%.2fx", results.Median(rs))
+			}
+		case droverCmd == "":
+			cells[3] = "not run"
+		case droverErr[n] != nil:
+			cells[3] = "failed"
+		}
+		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+	}
+	b.WriteString("\n")
+	if len(ns) > 1 {
+		lo, hi := slices.Min(ns), slices.Max(ns)
+		for _, c := range []struct {
+			name string
+			m    map[int]map[int]sample
+		}{{"floor", floor}, {"drover", drover}} {
+			_, rlo, ok1 := medians(c.m[lo])
+			_, rhi, ok2 := medians(c.m[hi])
+			if ok1 && ok2 {
+				fmt.Fprintf(&b, "- %s memory growth N=%d -> %d: %s -> %s, %.0f KiB per added host\n",
+					c.name, lo, hi, mib(rlo), mib(rhi), float64(rhi-rlo)/float64(hi-lo))
+			}
+		}
+	}
+	b.WriteString("- targets (issue 9): drover <= 1.3x the floor, drover peak memory < 500 MB at N=500\n\n")
+	for _, n := range ns {
+		if err := droverErr[n]; err != nil {
+			msg := strings.ReplaceAll(err.Error(), "|", "/")
+			if len(msg) > 300 {
+				msg = msg[:300] + "..."
+			}
+			fmt.Fprintf(&b, "drover at N=%d failed: %s\n\n", n, msg)
+		}
+	}
+	return b.String()
+}
