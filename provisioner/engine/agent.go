@@ -1,0 +1,373 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/drover/drover/agent/protocol"
+)
+
+// Artifact is a local file pushed content-addressed to the nodes' store.
+type Artifact struct {
+	Name string // for messages: "drover-broker"
+	Path string // local file
+
+	once       sync.Once
+	sha256     string
+	compressed []byte
+	err        error
+}
+
+// SHA256 hashes and compresses the artifact once (safe for concurrent use).
+func (a *Artifact) SHA256() (string, error) {
+	a.load(a.compressZstd)
+	return a.sha256, a.err
+}
+
+func (a *Artifact) load(compress func([]byte) ([]byte, error)) {
+	a.once.Do(func() {
+		b, err := os.ReadFile(a.Path)
+		if err != nil {
+			a.err = fmt.Errorf("artifact %s: %w", a.Name, err)
+			return
+		}
+		s := sha256.Sum256(b)
+		a.sha256 = hex.EncodeToString(s[:])
+		a.compressed, a.err = compress(b)
+	})
+}
+
+func (a *Artifact) compressZstd(b []byte) ([]byte, error) {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault))
+	if err != nil {
+		return nil, err
+	}
+	defer enc.Close()
+	return enc.EncodeAll(b, nil), nil
+}
+
+func gzipBytes(b []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := zw.Write(b); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// EnsureAgent makes /opt/drover/bin/drover-agent the controller's agent build on every host.
+// One small command reads the link target (the store name is the content hash) and the agent's
+// protocol; if either differs, the binary is streamed gzip'ed through a POSIX shell pipeline
+// (mkdir, gunzip to a temp file in the store, sha256sum check, chmod, rename, flip the symlink),
+// so no node ever runs a half-written agent. In check mode the agent is still installed: it is
+// drover's own tool, outside the managed state, and check mode needs it to compute diffs.
+type EnsureAgent struct {
+	// Path of the linux agent binary to push (bin/drover-agent).
+	Path string
+
+	art Artifact
+}
+
+func (e *EnsureAgent) Title() string { return "ensure agent" }
+
+func (e *EnsureAgent) Prepare(ctx context.Context, hosts []*Host) error {
+	e.art.Name, e.art.Path = "drover-agent", e.Path
+	e.art.load(gzipBytes)
+	return e.art.err
+}
+
+func (e *EnsureAgent) Run(ctx context.Context, h *Host) error {
+	h.Step("check agent")
+	e.art.Name, e.art.Path = "drover-agent", e.Path
+	e.art.load(gzipBytes)
+	if e.art.err != nil {
+		return e.art.err
+	}
+	hash := e.art.sha256
+	link := h.NodePath(protocol.AgentPath)
+	check := fmt.Sprintf("readlink %s 2>/dev/null; echo; %s --protocol 2>/dev/null; true", ShellQuote(link), ShellQuote(link))
+	out, err := h.Exec(ctx, check, nil)
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(string(out), "\n")
+	target, proto := "", ""
+	if len(lines) > 0 {
+		target = strings.TrimSpace(lines[0])
+	}
+	if len(lines) > 1 {
+		proto = strings.TrimSpace(lines[1])
+	}
+	if strings.HasSuffix(target, "/"+hash) && proto == strconv.Itoa(protocol.ProtocolVersion) {
+		h.Report("agent", protocol.StatusOK, "agent "+hash[:12])
+		return nil
+	}
+	h.Logf("agent on node: link %q protocol %q; want %s protocol %d", target, proto, hash, protocol.ProtocolVersion)
+	h.Step("upload agent")
+	store, bin := h.NodePath(protocol.StoreDir), h.NodePath(protocol.BinDir)
+	script := fmt.Sprintf(`set -e; umask 022; s=%s; b=%s; mkdir -p "$s" "$b"; t="$s/.up-%s.$$"; trap 'rm -f "$t"' EXIT; `+
+		`gzip -dc > "$t"; echo "%s  $t" | sha256sum -c --status -; chmod 0755 "$t"; mv -f "$t" "$s/%s"; trap - EXIT; `+
+		`ln -sfn ../store/%s "$b/.drover-agent.new"; mv -Tf "$b/.drover-agent.new" "$b/drover-agent"; "$b/drover-agent" --protocol`,
+		ShellQuote(store), ShellQuote(bin), hash[:12], hash, hash, hash)
+	out, err = h.Exec(ctx, h.Privileged(script), bytes.NewReader(e.art.compressed))
+	if err != nil {
+		return fmt.Errorf("upload agent: %w", err)
+	}
+	if got := strings.TrimSpace(string(out)); got != strconv.Itoa(protocol.ProtocolVersion) {
+		return fmt.Errorf("uploaded agent reports protocol %q, want %d", got, protocol.ProtocolVersion)
+	}
+	from := "none"
+	if target != "" {
+		from = target[strings.LastIndex(target, "/")+1:]
+		if len(from) > 12 {
+			from = from[:12]
+		}
+	}
+	h.Report("agent", protocol.StatusChanged, fmt.Sprintf("agent %s -> %s (%d bytes gzip)", from, hash[:12], len(e.art.compressed)))
+	return nil
+}
+
+// PushArtifacts uploads the artifacts a host needs, skipping every hash the node's store already
+// holds (one `drover-agent has` round trip, then one zstd stream per missing artifact into
+// `drover-agent put`, which verifies the hash before renaming into place). Check mode asks but
+// uploads nothing.
+type PushArtifacts struct {
+	// For returns the artifacts host h needs.
+	For func(h *Host) []*Artifact
+}
+
+func (p *PushArtifacts) Title() string { return "push artifacts" }
+
+func (p *PushArtifacts) Prepare(ctx context.Context, hosts []*Host) error {
+	var errs []error
+	seen := map[*Artifact]bool{}
+	for _, h := range hosts {
+		for _, a := range p.For(h) {
+			if !seen[a] {
+				seen[a] = true
+				if _, err := a.SHA256(); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (p *PushArtifacts) Run(ctx context.Context, h *Host) error {
+	arts := p.For(h)
+	if len(arts) == 0 {
+		return nil
+	}
+	args := []string{"has"}
+	for _, a := range arts {
+		s, err := a.SHA256()
+		if err != nil {
+			return err
+		}
+		args = append(args, s)
+	}
+	h.Step("which artifacts exist")
+	out, err := h.Exec(ctx, h.Agent(args...), nil)
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for _, l := range strings.Fields(string(out)) {
+		have[l] = true
+	}
+	for _, a := range arts {
+		if have[a.sha256] {
+			h.Report(a.Name, protocol.StatusOK, "present "+a.sha256[:12])
+			continue
+		}
+		if h.Check() {
+			h.Report(a.Name, protocol.StatusChanged, "would upload "+a.sha256[:12])
+			continue
+		}
+		h.Step("upload " + a.Name)
+		cmd := h.Privileged(h.Agent("put", "--sha256", a.sha256, "--compress", "zstd"))
+		if _, err := h.Exec(ctx, cmd, bytes.NewReader(a.compressed)); err != nil {
+			h.Report(a.Name, protocol.StatusFailed, err.Error())
+			return &HostError{Host: h.Name, Step: "upload " + a.Name, Err: err, Unreachable: IsUnreachable(err)}
+		}
+		have[a.sha256] = true
+		h.Report(a.Name, protocol.StatusChanged, fmt.Sprintf("uploaded %s (%d bytes zstd)", a.sha256[:12], len(a.compressed)))
+	}
+	return nil
+}
+
+// Apply sends a host's whole task list to one agent invocation and streams its events.
+type Apply struct {
+	Name string // phase title, e.g. "apply coordinators"
+	// Plan returns the tasks and owned path prefixes of h. A nil task list skips the host.
+	Plan func(h *Host) (tasks []protocol.Task, owned []string, err error)
+	// Select, when set, restricts the phase to the hosts it returns true for.
+	Select func(h *Host) bool
+}
+
+func (a *Apply) Title() string {
+	if a.Name == "" {
+		return "apply"
+	}
+	return a.Name
+}
+
+func (a *Apply) ShouldRun(h *Host) bool { return a.Select == nil || a.Select(h) }
+
+func (a *Apply) Run(ctx context.Context, h *Host) error {
+	tasks, owned, err := a.Plan(h)
+	if err != nil {
+		return &HostError{Host: h.Name, Step: "plan", Err: err}
+	}
+	if tasks == nil {
+		return nil
+	}
+	req := protocol.Request{Version: protocol.ProtocolVersion, Check: h.Check(), Diff: true, Owned: owned, Tasks: tasks}
+	_, err = RunAgent(ctx, h, req)
+	return err
+}
+
+// RunAgent runs one agent invocation on h with req (privileged), forwarding every event to the
+// host (display, counters, results) and returning the summary. A failed task comes back as a
+// *HostError whose Step is the task id.
+func RunAgent(ctx context.Context, h *Host, req protocol.Request) (*protocol.Summary, error) {
+	if req.Version == 0 {
+		req.Version = protocol.ProtocolVersion
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	var sum *protocol.Summary
+	var failed *protocol.Event
+	var decodeErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 64<<20)
+		for sc.Scan() {
+			var ev protocol.Event
+			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+				h.Logf("agent: %s", sc.Text())
+				continue
+			}
+			switch {
+			case ev.Status == protocol.StatusDone:
+				sum = ev.Summary
+			case ev.Task == "" && ev.Status == protocol.StatusFailed:
+				e := ev
+				failed = &e
+			default:
+				if ev.Status == protocol.StatusFailed && failed == nil {
+					e := ev
+					failed = &e
+				}
+				if ev.Facts != nil {
+					h.mu.Lock()
+					h.Facts = ev.Facts
+					h.mu.Unlock()
+				}
+				h.Task(ev)
+			}
+		}
+		decodeErr = sc.Err()
+		io.Copy(io.Discard, pr)
+	}()
+	cmd := h.Privileged(h.Agent("apply"))
+	runErr := h.Stream(ctx, cmd, bytes.NewReader(body), pw)
+	pw.Close()
+	<-done
+	if failed != nil {
+		step := failed.Task
+		if step == "" {
+			step = "agent"
+		}
+		return sum, &HostError{Host: h.Name, Step: step, Err: errors.New(failed.Err)}
+	}
+	if runErr != nil {
+		return sum, runErr
+	}
+	if decodeErr != nil {
+		return sum, fmt.Errorf("read agent events: %w", decodeErr)
+	}
+	if sum == nil {
+		return nil, errors.New("agent ended without a summary")
+	}
+	return sum, nil
+}
+
+// Facts gathers node facts into h.Facts with one unprivileged agent call.
+type Facts struct{}
+
+func (Facts) Title() string { return "facts" }
+
+func (Facts) Run(ctx context.Context, h *Host) error {
+	out, err := h.Exec(ctx, h.Agent("facts"), nil)
+	if err != nil {
+		return err
+	}
+	var f protocol.Facts
+	if err := json.Unmarshal(out, &f); err != nil {
+		return fmt.Errorf("decode facts: %w", err)
+	}
+	h.mu.Lock()
+	h.Facts = &f
+	h.mu.Unlock()
+	h.Report("facts", protocol.StatusOK, strings.TrimSpace(f.OSPretty+" "+f.Kernel))
+	return nil
+}
+
+// Connect sets h.Conn with dial; failures are unreachable. Hosts that already have a Conn are
+// left alone.
+type Connect struct {
+	Dial func(ctx context.Context, h *Host) (Conn, error)
+}
+
+func (Connect) Title() string { return "connect" }
+
+func (c Connect) Run(ctx context.Context, h *Host) error {
+	if h.Conn != nil {
+		return nil
+	}
+	conn, err := c.Dial(ctx, h)
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		return Unreachable(err)
+	}
+	h.Conn = conn
+	return nil
+}
+
+// CloseAll closes every host's connection.
+func CloseAll(hosts []*Host) {
+	for _, h := range hosts {
+		if h.Conn != nil {
+			h.Conn.Close()
+		}
+	}
+}
