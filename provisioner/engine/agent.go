@@ -105,7 +105,7 @@ func (e *EnsureAgent) Run(ctx context.Context, h *Host) error {
 	}
 	hash := e.art.sha256
 	link := h.NodePath(protocol.AgentPath)
-	check := fmt.Sprintf("readlink %s 2>/dev/null; echo; %s --protocol 2>/dev/null; true", ShellQuote(link), ShellQuote(link))
+	check := fmt.Sprintf(`t=$(readlink %s 2>/dev/null); p=$(%s --protocol 2>/dev/null); printf '%%s\n%%s\n' "$t" "$p"`, ShellQuote(link), ShellQuote(link))
 	out, err := h.Exec(ctx, check, nil)
 	if err != nil {
 		return err

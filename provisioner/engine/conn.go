@@ -8,6 +8,8 @@ import (
 	"io"
 	"os/exec"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // Conn runs commands on one host. *sshx.Client implements it.
@@ -41,6 +43,10 @@ func (c *LocalConn) Run(ctx context.Context, cmd string, stdin io.Reader, stdout
 	x := exec.CommandContext(ctx, "sh", "-c", cmd)
 	x.Stdin, x.Stdout, x.Stderr = stdin, stdout, stderr
 	x.Env = append(x.Environ(), c.Env...)
+	// Like sshd closing a session: signal the whole process group, not only sh.
+	x.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	x.Cancel = func() error { return syscall.Kill(-x.Process.Pid, syscall.SIGTERM) }
+	x.WaitDelay = 5 * time.Second
 	return x.Run()
 }
 

@@ -53,3 +53,10 @@ func WithInterrupt(parent context.Context, msg io.Writer) (ctx context.Context, 
 		cancel(context.Canceled)
 	}
 }
+
+// SetExitForTest replaces the immediate-exit function; it returns a restore func.
+func SetExitForTest(f func(int)) (restore func()) {
+	old := exit
+	exit = f
+	return func() { exit = old }
+}
