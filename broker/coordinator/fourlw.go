@@ -120,7 +120,8 @@ func (m *Member) Stats() Stats {
 	defer cancel()
 	// A full scan is fine at coordinator sizes (thousands of keys) and is the only way to count
 	// lease-bound ("ephemeral") keys without reaching into the lessor.
-	if r, err := s.KV().Range(ctx, []byte{0}, []byte{0}, mvcc.RangeOptions{}); err == nil {
+	// An empty, non-nil end means every key from the start key on.
+	if r, err := s.KV().Range(ctx, []byte{0}, []byte{}, mvcc.RangeOptions{}); err == nil {
 		st.NodeCount = int64(len(r.KVs))
 		for _, kv := range r.KVs {
 			if kv.Lease != 0 {

@@ -385,7 +385,14 @@ func (m *Member) handle(c net.Conn) {
 		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		io.WriteString(c, m.answer(word, c))
 		m.sent.Add(1)
-		// ZooKeeper closes after answering; tools such as nc wait for EOF.
+		// ZooKeeper closes after answering; tools such as nc wait for EOF. `echo ruok | nc`
+		// also sends a newline: closing with it unread would reset the connection and could
+		// destroy the answer in flight, so half-close and drain first.
+		if tc, ok := c.(interface{ CloseWrite() error }); ok {
+			tc.CloseWrite()
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			io.Copy(io.Discard, io.LimitReader(c, 4096))
+		}
 		c.Close()
 		return
 	}
