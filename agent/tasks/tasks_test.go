@@ -232,7 +232,10 @@ type fakeSystemd struct {
 	calls  []string
 }
 
-func (f *fakeSystemd) Reload(ctx context.Context) error { f.calls = append(f.calls, "reload"); return nil }
+func (f *fakeSystemd) Reload(ctx context.Context) error {
+	f.calls = append(f.calls, "reload")
+	return nil
+}
 func (f *fakeSystemd) State(ctx context.Context, n string) (string, string, error) {
 	a, ok := f.active[n]
 	if !ok {

@@ -19,7 +19,7 @@ const (
 	EventHostDone   EventType = "host_done"
 	EventHostFailed EventType = "host_failed" // Err, Unreachable
 	EventPhaseDone  EventType = "phase_done"
-	EventLog        EventType = "log" // trace line for the run log (Msg)
+	EventLog        EventType = "log"      // trace line for the run log (Msg)
 	EventRunDone    EventType = "run_done" // Result
 )
 

@@ -38,7 +38,7 @@ type Host struct {
 // Stats is a host's line of the recap. OK includes Changed, as Ansible counts.
 type Stats struct {
 	OK, Changed, Unreachable, Failed, Skipped int
-	Duration                                 time.Duration
+	Duration                                  time.Duration
 }
 
 // Stats returns a copy of the host's counters.

@@ -36,7 +36,9 @@ type (
 		DryRun(ctx context.Context, h *Host) error
 	}
 	// CleanUpper runs after the phase on the hosts it ran on, even on failure.
-	CleanUpper interface{ CleanUp(ctx context.Context, hosts []*Host) }
+	CleanUpper interface {
+		CleanUp(ctx context.Context, hosts []*Host)
+	}
 	// Fatal phases stop the run when any host fails in them.
 	Fatal interface{ FailureIsFatal() bool }
 )
@@ -356,7 +358,9 @@ func (o *onlyPhase) FailureIsFatal() bool {
 }
 
 // Fatalize makes a phase's failure stop the run.
-func Fatalize(ph Phase) Phase { return &fatalPhase{onlyPhase{Phase: ph, pred: func(*Host) bool { return true }}} }
+func Fatalize(ph Phase) Phase {
+	return &fatalPhase{onlyPhase{Phase: ph, pred: func(*Host) bool { return true }}}
+}
 
 type fatalPhase struct{ onlyPhase }
 
