@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -159,6 +160,12 @@ func measure(ctx context.Context, cfg config, t *target, st *store, r, p int, wi
 	tp, err := produceThroughput(mctx, in.seeds, topic, cfg.records, value, in.replicated)
 	if err != nil {
 		failed(scn, err)
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			// A target that cannot finish a produce run in -timeout would only burn the
+			// same time in every later run.
+			t.unavailable = fmt.Errorf("skipped after a produce run timed out (-timeout %s): %w", cfg.timeout, err)
+			fmt.Printf("%s unavailable: %v\n", t.name, t.unavailable)
+		}
 		return
 	}
 	st.addThr(t.name, scn, r, tp)
