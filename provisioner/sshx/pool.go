@@ -211,6 +211,8 @@ func (p *Pool) dialRetry(ctx context.Context, ep *Endpoint, retry bool) (*ssh.Cl
 	deadline := start.Add(budget)
 	backoff := 200 * time.Millisecond
 	attempts := 0
+	var prevErr error
+	var prevHop string
 	for {
 		attempts++
 		c, hop, err := p.dialOnce(ctx, ep, deadline)
@@ -223,6 +225,12 @@ func (p *Pool) dialRetry(ctx context.Context, ep *Endpoint, retry bool) (*ssh.Cl
 			again = false
 		}
 		if !retry || !again || remaining <= 0 {
+			if prevErr != nil && isTimeout(err) && remaining <= 0 {
+				// The last attempt only had the end of the budget; the one before says more
+				// (e.g. the auth failure or the handshake that never completed).
+				err, hop = prevErr, prevHop
+				kind, _ = classify(err)
+			}
 			ce := &ConnectError{Endpoint: ep.String(), Via: ep.Via(), Hop: hop, Kind: kind, Attempts: attempts, Elapsed: time.Since(start), Err: err}
 			var inner *ConnectError
 			if errors.As(err, &inner) {
@@ -231,6 +239,7 @@ func (p *Pool) dialRetry(ctx context.Context, ep *Endpoint, retry bool) (*ssh.Cl
 			}
 			return nil, ce
 		}
+		prevErr, prevHop = err, hop
 		sleep := backoff/2 + rand.N(backoff/2+1)
 		if sleep > remaining {
 			sleep = remaining
