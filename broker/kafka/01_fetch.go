@@ -1,0 +1,147 @@
+package kafka
+
+// Fetch (key 1), v4-12.
+//
+// v4 is the first with record batches and must stay in range, as must v10
+// (zstd; kafka-go). Fetch sessions are not implemented: the answer always
+// carries SessionID 0, which makes clients send full requests. v13+ needs
+// topic ids in fetch and is not advertised.
+//
+// Data comes straight from the segment files (pread, no re-encoding),
+// starting at the batch containing the fetch offset, whole batches only,
+// at least one batch even beyond the byte limits (KIP-74). Consumers read
+// up to the high watermark; a follower (ReplicaID >= 0, issue 7) will read
+// up to the log end. MaxWaitMillis/MinBytes long-poll on partition waiters.
+
+import (
+	"errors"
+	"time"
+
+	dlog "github.com/drover/drover/broker/log"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() { register(1, 4, 12, handleFetch) }
+
+func handleFetch(s *Server, cc *clientConn, kreq kmsg.Request) kmsg.Response {
+	req := kreq.(*kmsg.FetchRequest)
+	deadline := time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
+	var wake chan struct{}
+	var registered []*partition
+	defer func() {
+		for _, p := range registered {
+			p.removeWaiter(wake)
+		}
+	}()
+	for {
+		resp, total, failed := s.fetchOnce(req)
+		if total >= int(req.MinBytes) || failed || req.MaxWaitMillis <= 0 || !time.Now().Before(deadline) || s.isClosing() {
+			return resp
+		}
+		if wake == nil {
+			wake = make(chan struct{}, 1)
+			for _, rt := range req.Topics {
+				for _, rp := range rt.Partitions {
+					if p := s.topics.get(rt.Topic, rp.Partition); p != nil {
+						p.addWaiterCh(wake)
+						registered = append(registered, p)
+					}
+				}
+			}
+			continue // data may have arrived before registering
+		}
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-wake:
+		case <-t.C:
+		case <-s.closing:
+		}
+		t.Stop()
+	}
+}
+
+// fetchOnce reads every requested partition once. failed reports a
+// partition error, which ends a long poll (the client must react).
+func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool) {
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	resp.SessionID = 0
+	maxBytes := int(req.MaxBytes)
+	if maxBytes <= 0 || req.Version < 3 {
+		maxBytes = 1 << 30
+	}
+	total := 0
+	failed := false
+	snap := s.topics.snapshot()
+	for _, rt := range req.Topics {
+		st := kmsg.NewFetchResponseTopic()
+		st.Topic = rt.Topic
+		st.TopicID = rt.TopicID
+		t := snap.Topics[rt.Topic]
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewFetchResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+			sp.PreferredReadReplica = -1
+			if rt.Topic == offsetsTopic && rp.Partition == 0 {
+				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = 0, 0, 0
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			if t == nil || rp.Partition < 0 || int(rp.Partition) >= len(t.Partitions) {
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				failed = true
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			p := s.topics.get(rt.Topic, rp.Partition)
+			if p == nil || !p.isLeader() {
+				sp.ErrorCode = kerr.NotLeaderForPartition.Code
+				failed = true
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			if ep := p.epoch(); rp.CurrentLeaderEpoch >= 0 && req.Version >= 9 {
+				if rp.CurrentLeaderEpoch < ep {
+					sp.ErrorCode = kerr.FencedLeaderEpoch.Code
+				} else if rp.CurrentLeaderEpoch > ep {
+					sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+				}
+				if sp.ErrorCode != 0 {
+					failed = true
+					st.Partitions = append(st.Partitions, sp)
+					continue
+				}
+			}
+			hw := p.hw.Load()
+			sp.HighWatermark, sp.LastStableOffset = hw, hw
+			sp.LogStartOffset = p.log.LogStartOffset()
+			upTo := hw
+			limit := int(rp.PartitionMaxBytes)
+			if rem := maxBytes - total; rem < limit {
+				limit = rem
+			}
+			if limit <= 0 && total > 0 {
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			data, err := p.log.Read(rp.FetchOffset, max(limit, 1), upTo)
+			if err != nil {
+				if errors.Is(err, dlog.ErrOffsetOutOfRange) {
+					sp.ErrorCode = kerr.OffsetOutOfRange.Code
+				} else {
+					sp.ErrorCode = kerr.KafkaStorageError.Code
+					s.log.Warn("fetch read", "topic", rt.Topic, "partition", rp.Partition, "err", err)
+				}
+				failed = true
+			} else {
+				sp.RecordBatches = data
+				total += len(data)
+				s.metrics.fetchedB.Add(int64(len(data)))
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp, total, failed
+}
