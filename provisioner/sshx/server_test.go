@@ -57,6 +57,10 @@ func newKey(t *testing.T) (ssh.Signer, []byte) {
 
 // startServer listens on addr ("" = random loopback port).
 func startServer(t *testing.T, addr string, hostKey ssh.Signer, clientKeys ...ssh.PublicKey) *testServer {
+	return startServerOpts(t, addr, hostKey, nil, nil, clientKeys...)
+}
+
+func startServerOpts(t *testing.T, addr string, hostKey ssh.Signer, extraHostKeys []ssh.Signer, env []string, clientKeys ...ssh.PublicKey) *testServer {
 	t.Helper()
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -79,6 +83,10 @@ func startServer(t *testing.T, addr string, hostKey ssh.Signer, clientKeys ...ss
 		},
 	}
 	s.cfg.AddHostKey(hostKey)
+	for _, k := range extraHostKeys {
+		s.cfg.AddHostKey(k)
+	}
+	s.env = env
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

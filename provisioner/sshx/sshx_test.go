@@ -235,8 +235,7 @@ func TestHostKeyAlgorithmFromKnownHosts(t *testing.T) {
 	// Without restricting algorithms the client would get ed25519 and call it a changed key.
 	e := newEnv(t)
 	ecdsaSigner := newECDSASigner(t)
-	srv := startServer(t, "", nil, e.key.PublicKey())
-	srv.cfg.AddHostKey(ecdsaSigner)
+	srv := startServerOpts(t, "", nil, []ssh.Signer{ecdsaSigner}, nil, e.key.PublicKey())
 	e.write(e.kh, knownhostsLineFor(srv.addr, ecdsaSigner.PublicKey()))
 	e.write(e.config, hostBlock("target", srv, "  IdentityFile ~/.ssh/id_test"))
 	if _, err := e.pool(Options{}).Connect(context.Background(), Target{Name: "target"}); err != nil {
@@ -412,8 +411,7 @@ func TestHungServerTimesOut(t *testing.T) {
 func TestBecomeSudo(t *testing.T) {
 	e := newEnv(t)
 	bin := t.TempDir()
-	srv := startServer(t, "", nil, e.key.PublicKey())
-	srv.env = []string{"PATH=" + bin + ":/usr/bin:/bin"}
+	srv := startServerOpts(t, "", nil, nil, []string{"PATH=" + bin + ":/usr/bin:/bin"}, e.key.PublicKey())
 	e.trust(srv)
 	e.write(e.config, hostBlock("node3", srv, "  IdentityFile ~/.ssh/id_test"))
 	p := e.pool(Options{})
