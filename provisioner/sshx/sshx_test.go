@@ -19,7 +19,7 @@ import (
 )
 
 func hostBlock(alias string, s *testServer, extra string) string {
-	return fmt.Sprintf("Host %s\n  HostName 127.0.0.1\n  Port %d\n  User tester\n%s\n", alias, s.port(), extra)
+	return fmt.Sprintf("Host %s\n  HostName 127.0.0.1\n  Port %d\n  User tester\n%s\n", alias, s.Port(), extra)
 }
 
 func TestKeyAuthRunForwardAndReuse(t *testing.T) {
@@ -75,7 +75,7 @@ func TestKeyAuthRunForwardAndReuse(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if n := srv.handshks.Load(); n != 1 {
+	if n := srv.Handshakes.Load(); n != 1 {
 		t.Errorf("handshakes = %d, want 1 (one connection per host)", n)
 	}
 
@@ -205,7 +205,7 @@ func TestHostKeyVerification(t *testing.T) {
 
 	// Same address, new host key: a hard error even with accept-new, not retried.
 	srv.Close()
-	srv2 := startServer(t, srv.addr, nil, e.key.PublicKey())
+	srv2 := startServer(t, srv.Addr, nil, e.key.PublicKey())
 	_ = srv2
 	start = time.Now()
 	_, err = e.pool(Options{AcceptNewHostKeys: true, ConnectTimeout: 5 * time.Second}).Connect(ctx, Target{Name: "target"})
@@ -225,7 +225,7 @@ func TestHostKeyVerification(t *testing.T) {
 	if _, err := e.pool(Options{}).Connect(ctx, Target{Name: "target"}); err != nil {
 		t.Fatal(err)
 	}
-	if data, _ := os.ReadFile(fleetKH); !strings.Contains(string(data), string(ssh.MarshalAuthorizedKey(srv2.hostKey.PublicKey())[:40])) {
+	if data, _ := os.ReadFile(fleetKH); !strings.Contains(string(data), string(ssh.MarshalAuthorizedKey(srv2.HostKey.PublicKey())[:40])) {
 		t.Errorf("fleet known_hosts = %q", data)
 	}
 }
@@ -236,7 +236,7 @@ func TestHostKeyAlgorithmFromKnownHosts(t *testing.T) {
 	e := newEnv(t)
 	ecdsaSigner := newECDSASigner(t)
 	srv := startServerOpts(t, "", nil, []ssh.Signer{ecdsaSigner}, nil, e.key.PublicKey())
-	e.write(e.kh, knownhostsLineFor(srv.addr, ecdsaSigner.PublicKey()))
+	e.write(e.kh, knownhostsLineFor(srv.Addr, ecdsaSigner.PublicKey()))
 	e.write(e.config, hostBlock("target", srv, "  IdentityFile ~/.ssh/id_test"))
 	if _, err := e.pool(Options{}).Connect(context.Background(), Target{Name: "target"}); err != nil {
 		t.Fatal(err)
@@ -253,7 +253,7 @@ func TestProxyJumpTwoHops(t *testing.T) {
 		tgt := startServer(t, "", nil, e.key.PublicKey())
 		tgts = append(tgts, tgt)
 		e.trust(tgt)
-		cfg += fmt.Sprintf("Host node%d\n  Port %d\n", i, tgt.port())
+		cfg += fmt.Sprintf("Host node%d\n  Port %d\n", i, tgt.Port())
 	}
 	tgt := tgts[0]
 	e.trust(b1, b2)
@@ -267,7 +267,7 @@ func TestProxyJumpTwoHops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := ep.Via(); v != "tester@"+b1.addr+" -> tester@"+b2.addr {
+	if v := ep.Via(); v != "tester@"+b1.Addr+" -> tester@"+b2.Addr {
 		t.Fatalf("via = %q", v)
 	}
 	var wg sync.WaitGroup
@@ -287,26 +287,26 @@ func TestProxyJumpTwoHops(t *testing.T) {
 	}
 	wg.Wait()
 	// One connection per jump host, shared by all targets.
-	if b1.handshks.Load() != 1 || b2.handshks.Load() != 1 {
-		t.Errorf("bastion handshakes = %d, %d; want 1, 1", b1.handshks.Load(), b2.handshks.Load())
+	if b1.Handshakes.Load() != 1 || b2.Handshakes.Load() != 1 {
+		t.Errorf("bastion handshakes = %d, %d; want 1, 1", b1.Handshakes.Load(), b2.Handshakes.Load())
 	}
-	if b1.forwards.Load() != 1 || b2.forwards.Load() != 3 {
-		t.Errorf("forwards = %d, %d; want 1, 3", b1.forwards.Load(), b2.forwards.Load())
+	if b1.Forwards.Load() != 1 || b2.Forwards.Load() != 3 {
+		t.Errorf("forwards = %d, %d; want 1, 3", b1.Forwards.Load(), b2.Forwards.Load())
 	}
 	for i, s := range tgts {
-		if s.handshks.Load() != 1 {
-			t.Errorf("node%d handshakes = %d, want 1", i+1, s.handshks.Load())
+		if s.Handshakes.Load() != 1 {
+			t.Errorf("node%d handshakes = %d, want 1", i+1, s.Handshakes.Load())
 		}
 	}
 
 	// The same chain given inline ("a,b") with user@host:port hops, as from the inventory.
 	p2 := e.pool(Options{})
-	c, err := p2.Connect(ctx, Target{Name: "direct", Address: "127.0.0.1", Port: tgt.port(),
-		ProxyJump: fmt.Sprintf("tester@127.0.0.1:%d,bastion2", b1.port())})
+	c, err := p2.Connect(ctx, Target{Name: "direct", Address: "127.0.0.1", Port: tgt.Port(),
+		ProxyJump: fmt.Sprintf("tester@127.0.0.1:%d,bastion2", b1.Port())})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := c.Endpoint.Via(); got != "tester@"+b1.addr+" -> tester@"+b2.addr {
+	if got := c.Endpoint.Via(); got != "tester@"+b1.Addr+" -> tester@"+b2.Addr {
 		t.Errorf("inline via = %q", got)
 	}
 
