@@ -295,6 +295,7 @@ func wildMatch(pat, s string) bool {
 // lookupCtx carries what Match criteria can see.
 type lookupCtx struct {
 	alias     string
+	addr      string // ansible_host: also matched by Host patterns, and it is the HostName
 	user      string // remote user known so far (inventory), for Match user
 	localUser string
 }
@@ -314,7 +315,7 @@ func (c *sshConfig) eval(f *cfgFile, lc lookupCtx, out map[string][]string) {
 	for _, it := range f.items {
 		switch it.kind {
 		case itemHost:
-			active = matchPatternList(lc.alias, it.args)
+			active = matchPatternList(lc.alias, it.args) || lc.addr != "" && matchPatternList(lc.addr, it.args)
 		case itemMatch:
 			active = it.criteria != nil && matchCriteria(it.criteria, lc, out)
 		case itemInclude:
@@ -344,7 +345,9 @@ func matchCriteria(crit []matchCriterion, lc lookupCtx, sofar map[string][]strin
 			ok = true
 		case "host":
 			h := lc.alias
-			if v := sofar["hostname"]; len(v) > 0 {
+			if lc.addr != "" {
+				h = lc.addr
+			} else if v := sofar["hostname"]; len(v) > 0 {
 				h = expandTokens(v[0], tokenVals{host: lc.alias})
 			}
 			ok = matchPatternList(h, []string{cr.pattern})

@@ -37,7 +37,7 @@ Host *.foo.bar
   User fallback
   Port 2222
   ProxyJump ssh://jumper@bastion:2022
-Match host 10.0.0.*
+Match host 10.*
   HostKeyAlias matched-by-match-host
 Match originalhost db1.corp user corpuser
   ConnectTimeout 7
@@ -86,10 +86,16 @@ Host *
 	if ep.User != "corpuser" || ep.Port != 2200 || ep.ConnectTimeout.Seconds() != 7 {
 		t.Errorf("include: %s timeout %s", ep, ep.ConnectTimeout)
 	}
-	// Inventory settings beat ssh_config; ansible_host is what ssh_config is matched against.
+	// Inventory settings beat ssh_config; Host patterns match the ansible_host too (Ansible
+	// passes it to ssh), and ansible_host beats HostName.
 	ep, _ = p.Resolve(Target{Name: "inv-name", Address: "peter-zk01", User: "admin", Port: 22, KeyFile: "~/inv.pem"})
-	if ep.User != "admin" || ep.Port != 22 || ep.HostName != "10.0.0.peter-zk01" || ep.IdentityFiles[0] != filepath.Join(e.home, "inv.pem") {
+	if ep.User != "admin" || ep.Port != 22 || ep.HostName != "peter-zk01" || ep.IdentityFiles[0] != filepath.Join(e.home, "inv.pem") || !ep.IdentitiesOnly {
 		t.Errorf("precedence: %s %q", ep, ep.IdentityFiles)
+	}
+	// ...and Host patterns match the inventory name when ansible_host is an IP.
+	ep, _ = p.Resolve(Target{Name: "peter-zk02", Address: "10.9.9.9"})
+	if ep.String() != "ec2-user@10.9.9.9:22" || ep.HostKeyAlias != "matched-by-match-host" {
+		t.Errorf("name match with ansible_host: %s alias %q", ep, ep.HostKeyAlias)
 	}
 	// Defaults.
 	ep, _ = p.Resolve(Target{Name: "plain"})

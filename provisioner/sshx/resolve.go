@@ -18,8 +18,8 @@ import (
 type Target struct {
 	// Name is the inventory host name, used in messages.
 	Name string
-	// Address is the name ssh_config is matched against and, unless HostName says otherwise,
-	// the address dialled: ansible_host when set, else the inventory name.
+	// Address is the address to dial (ansible_host); it overrides ssh_config's HostName. Empty
+	// or equal to Name: dial whatever ssh_config's HostName says, else Name.
 	Address   string
 	Port      int
 	User      string
@@ -100,23 +100,29 @@ func (e *Endpoint) knownHostsName() string {
 
 // Resolve applies ssh_config and defaults to a target without connecting.
 func (p *Pool) Resolve(t Target) (*Endpoint, error) {
-	alias := t.Address
+	alias, addr := t.Name, t.Address
 	if alias == "" {
-		alias = t.Name
+		alias = addr
+	}
+	if addr == alias {
+		addr = ""
 	}
 	if alias == "" {
 		return nil, fmt.Errorf("resolve: empty host name")
 	}
-	return p.resolve(alias, t.User, t.Port, t.KeyFile, t.ProxyJump, 0)
+	return p.resolve(alias, addr, t.User, t.Port, t.KeyFile, t.ProxyJump, 0)
 }
 
 var simpleProxyCommand = regexp.MustCompile(`^ssh\s+(?:-q\s+)?(?:-[A-Za-z]\s*\S+\s+)*-W\s*%h:%p\s+(\S+)$`)
 
-func (p *Pool) resolve(alias, user string, port int, keyFile, proxyJump string, depth int) (*Endpoint, error) {
+// resolve looks alias up in ssh_config. addr (ansible_host) overrides HostName; Host patterns
+// match either the alias (the inventory name, as users write their ssh_config for ssh NAME) or
+// addr (what Ansible itself would pass to ssh), so both styles of config apply.
+func (p *Pool) resolve(alias, addr, user string, port int, keyFile, proxyJump string, depth int) (*Endpoint, error) {
 	if depth > 8 {
 		return nil, fmt.Errorf("resolve %s: ProxyJump chain longer than 8 hops (a loop?)", alias)
 	}
-	cfg := p.cfg.lookup(lookupCtx{alias: alias, user: user, localUser: p.localUser})
+	cfg := p.cfg.lookup(lookupCtx{alias: alias, addr: addr, user: user, localUser: p.localUser})
 	get := func(k string) string {
 		if v := cfg[k]; len(v) > 0 {
 			return v[0]
@@ -124,7 +130,9 @@ func (p *Pool) resolve(alias, user string, port int, keyFile, proxyJump string, 
 		return ""
 	}
 	ep := &Endpoint{Alias: alias, HostName: alias}
-	if h := get("hostname"); h != "" {
+	if addr != "" {
+		ep.HostName = addr
+	} else if h := get("hostname"); h != "" {
 		ep.HostName = expandTokens(h, tokenVals{host: alias, alias: alias})
 	}
 	ep.Port = 22
@@ -231,9 +239,9 @@ func (p *Pool) resolveJumps(hops []string, depth int) (*Endpoint, error) {
 		return nil, err
 	}
 	if len(hops) == 1 {
-		return p.resolve(host, user, port, "", "", depth)
+		return p.resolve(host, "", user, port, "", "", depth)
 	}
-	ep, err := p.resolve(host, user, port, "", "none", depth)
+	ep, err := p.resolve(host, "", user, port, "", "none", depth)
 	if err != nil {
 		return nil, err
 	}
