@@ -2,6 +2,7 @@ package coordinator_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -242,7 +244,11 @@ func TestThreeMembersOneLeader(t *testing.T) {
 // machine: median 0.52 s).
 func TestLeaderKilledFailover(t *testing.T) {
 	var took []time.Duration
-	for range 3 {
+	rounds := 3
+	if n, err := strconv.Atoi(os.Getenv("DROVER_FAILOVER_ROUNDS")); err == nil && n > 0 {
+		rounds = n
+	}
+	for range rounds {
 		c := coordtest.StartCluster(t, 3)
 		old := c.Leader()
 		if old < 0 {
@@ -386,7 +392,6 @@ func TestDataDirOwnership(t *testing.T) {
 	m.Stop()
 
 	two := base + fmt.Sprintf("server.1=127.0.0.1:%d:3888\nserver.2=127.0.0.1:%d:3888\n", p1, p2)
-	cfg, _, _ := coordinator.Parse("zoo.cfg", strings.NewReader(two))
 	cases := []struct {
 		name, text string
 		myid       uint64
@@ -398,13 +403,13 @@ func TestDataDirOwnership(t *testing.T) {
 	}
 	for _, tc := range cases {
 		_, err := startOne(t, tc.text, tc.myid)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
+		var dde *coordinator.DataDirError
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.As(err, &dde) {
+			t.Errorf("%s: err = %v, want a DataDirError with %q", tc.name, err, tc.want)
 		} else {
 			t.Logf("%s: %v", tc.name, err)
 		}
 	}
-	_ = cfg
 	if _, err := os.Stat(filepath.Join(dir, "etcd", "member")); err != nil {
 		t.Fatalf("data dir damaged by refused starts: %v", err)
 	}
@@ -419,5 +424,28 @@ func TestDataDirOwnership(t *testing.T) {
 	os.MkdirAll(filepath.Join(zk, "version-2"), 0o700)
 	if _, err := startOne(t, fmt.Sprintf("dataDir=%s\nclientPortAddress=127.0.0.1\nclientPort=0\nserver.1=127.0.0.1:%d:3888\n", zk, p1), 1); err == nil || !strings.Contains(err.Error(), "Apache ZooKeeper data") {
 		t.Errorf("zookeeper data: err = %v", err)
+	}
+}
+
+func TestNotServingWithoutQuorum(t *testing.T) {
+	c := coordtest.StartCluster(t, 3)
+	srv := httptest.NewServer(c.Members[0].AdminHandler())
+	defer srv.Close()
+	c.Members[1].Kill()
+	c.Members[2].Kill()
+	addr := c.Members[0].ClientAddr()
+	const notServing = "This ZooKeeper instance is not currently serving requests\n"
+	waitFor(t, 5*time.Second, "the lone member to notice it has no quorum", func() bool {
+		return fourLetter(t, addr, "srvr") == notServing
+	})
+	if got := fourLetter(t, addr, "mntr"); got != notServing {
+		t.Fatalf("mntr without quorum = %q", got)
+	}
+	if got := fourLetter(t, addr, "ruok"); got != "imok" {
+		t.Fatalf("ruok without quorum = %q", got)
+	}
+	body, code := get(t, srv.URL+"/healthz")
+	if code != 503 || body != "cluster has no leader\n" {
+		t.Fatalf("/healthz without quorum = %d %q", code, body)
 	}
 }

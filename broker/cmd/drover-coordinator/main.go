@@ -39,6 +39,8 @@ func run(args []string) int {
 		fmt.Fprintf(fs.Output(), "usage: drover-coordinator [--config FILE] [-t] [--version]\n\n"+
 			"drover-coordinator: ZooKeeper-role coordinator on embedded etcd.\n\nflags:\n")
 		fs.PrintDefaults()
+		fmt.Fprintf(fs.Output(), "\nexit status: 0 ok, 1 failure (or invalid config with -t), 2 usage,\n"+
+			"78 invalid config or a data dir owned by another member/cluster (do not restart)\n")
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -62,7 +64,10 @@ func run(args []string) int {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		return 1
+		if *check {
+			return 1
+		}
+		return exitConfig
 	}
 	if *check {
 		hb, el := cfg.Timing()
@@ -82,10 +87,17 @@ func run(args []string) int {
 	slog.SetDefault(log)
 	if err := serve(cfg, log); err != nil {
 		log.Error("drover-coordinator failed", "err", err)
+		if _, ok := errors.AsType[*coordinator.DataDirError](err); ok {
+			return exitConfig
+		}
 		return 1
 	}
 	return 0
 }
+
+// exitConfig (EX_CONFIG) marks failures a restart cannot fix: a bad config, or a data dir
+// that belongs to another member or cluster. Units set RestartPreventExitStatus=78.
+const exitConfig = 78
 
 func serve(cfg *coordinator.Config, log *slog.Logger) error {
 	sigs := make(chan os.Signal, 1)

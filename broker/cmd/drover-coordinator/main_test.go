@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drover/drover/broker/coordinator"
 )
 
 func TestValidateFlag(t *testing.T) {
@@ -74,5 +76,12 @@ func TestNotifyAndSigterm(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("did not stop on SIGTERM")
+	}
+}
+
+func TestExampleConfig(t *testing.T) {
+	c, warns, err := coordinator.ParseFile("zoo.cfg.example")
+	if err != nil || len(warns) > 0 || len(c.Servers) != 3 {
+		t.Fatalf("zoo.cfg.example: %v %v", warns, err)
 	}
 }
