@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/drover/drover/provisioner/engine"
@@ -185,20 +186,14 @@ func (cr *clusterRun) healthOptions(canary bool) (health.Options, error) {
 	return o, nil
 }
 
-func cutScheme(listener string) (string, string, bool) {
-	for i := 0; i+2 < len(listener); i++ {
-		if listener[i:i+3] == "://" {
-			first := listener[i+3:]
-			for j := 0; j < len(first); j++ {
-				if first[j] == ',' {
-					first = first[:j]
-					break
-				}
-			}
-			return listener[:i], first, true
-		}
+// cutScheme splits the first listener of "PLAINTEXT://host:port,..." into name and host:port.
+func cutScheme(listener string) (name, hostport string, ok bool) {
+	first, _, _ := strings.Cut(listener, ",")
+	name, hostport, ok = strings.Cut(first, "://")
+	if !ok {
+		return "", first, false
 	}
-	return "", listener, false
+	return name, hostport, true
 }
 
 func sortedNodes(ns []plan.Node) []plan.Node {
