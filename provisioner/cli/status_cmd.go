@@ -58,7 +58,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return
 		}
 		// one round trip: unit state, since when (monotonic, compared with the node's uptime), version
-		cmd := fmt.Sprintf(`systemctl show -p ActiveState -p SubState -p ActiveEnterTimestampMonotonic %s; echo "uptime=$(cut -d' ' -f1 /proc/uptime)"; echo "version=$(%s --version 2>/dev/null)"`, svc.Unit, svc.Binary)
+		cmd := fmt.Sprintf(`systemctl show --timestamp=unix -p ActiveState -p SubState -p ActiveEnterTimestamp %s; echo "now=$(date +%%s)"; echo "version=$(%s --version 2>/dev/null)"`, svc.Unit, svc.Binary)
 		b, err := c.Output(ctx, cmd)
 		if err != nil {
 			s.Err, s.State = err.Error(), "unknown"
@@ -75,12 +75,12 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		if s.Version == "" {
 			s.Version = "not installed"
 		}
-		var up float64
-		var since int64
-		fmt.Sscanf(kv["uptime"], "%f", &up)
-		fmt.Sscanf(kv["ActiveEnterTimestampMonotonic"], "%d", &since)
-		if kv["ActiveState"] == "active" && since > 0 {
-			s.Uptime = (time.Duration(up*float64(time.Second)) - time.Duration(since)*time.Microsecond).Round(time.Second).String()
+		// both clocks are the node's, so controller clock skew does not matter
+		var now, since int64
+		fmt.Sscanf(kv["now"], "%d", &now)
+		fmt.Sscanf(strings.TrimPrefix(kv["ActiveEnterTimestamp"], "@"), "%d", &since)
+		if kv["ActiveState"] == "active" && since > 0 && now >= since {
+			s.Uptime = (time.Duration(now-since) * time.Second).String()
 		}
 	})
 	for _, s := range out {
