@@ -465,3 +465,14 @@ func (m *Member) votingMembers() int {
 	}
 	return n
 }
+
+// DropClientConnections closes every proxied client connection; clients reconnect, possibly
+// to another member. Tests use it to force reconnects; operators get the same effect from a
+// restart.
+func (m *Member) DropClientConnections() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for c := range m.conns {
+		c.close()
+	}
+}
