@@ -83,6 +83,8 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bo
 			sp.Partition = rp.Partition
 			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
 			sp.PreferredReadReplica = -1
+			// Never null: librdkafka rejects a -1 record set size.
+			sp.RecordBatches = []byte{}
 			if rt.Topic == offsetsTopic && rp.Partition == 0 {
 				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = 0, 0, 0
 				st.Partitions = append(st.Partitions, sp)
@@ -135,7 +137,9 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bo
 				}
 				failed = true
 			} else {
-				sp.RecordBatches = data
+				if data != nil {
+					sp.RecordBatches = data
+				}
 				total += len(data)
 				s.metrics.fetchedB.Add(int64(len(data)))
 			}
