@@ -52,6 +52,7 @@ type Member struct {
 	received  atomic.Int64
 	sent      atomic.Int64
 	closing   atomic.Bool
+	quiet     *atomic.Bool // silences etcd's warnings about peers going away during our own stop
 	stopOnce  sync.Once
 	stopped   chan struct{}
 	serveDone chan struct{}
@@ -80,7 +81,8 @@ func Start(cfg *Config, opts Options) (*Member, error) {
 			return nil, fmt.Errorf("listen on client port: %w", err)
 		}
 	}
-	ec, err := etcdConfig(cfg, self, ln.Addr(), opts.EtcdLogger)
+	quiet := new(atomic.Bool)
+	ec, err := etcdConfig(cfg, self, ln.Addr(), opts.EtcdLogger, quiet)
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -106,6 +108,7 @@ func Start(cfg *Config, opts Options) (*Member, error) {
 		conns:     map[*proxyConn]struct{}{},
 		stopped:   make(chan struct{}),
 		serveDone: make(chan struct{}),
+		quiet:     quiet,
 	}
 	if m.version == "" {
 		m.version = "dev"
@@ -117,7 +120,7 @@ func Start(cfg *Config, opts Options) (*Member, error) {
 	return m, nil
 }
 
-func etcdConfig(cfg *Config, self Server, clientAddr net.Addr, zl *zap.Logger) (*embed.Config, error) {
+func etcdConfig(cfg *Config, self Server, clientAddr net.Addr, zl *zap.Logger, quiet *atomic.Bool) (*embed.Config, error) {
 	ec := embed.NewConfig()
 	ec.Name = MemberName(cfg.MyID)
 	ec.Dir = filepath.Join(cfg.DataDir, "etcd")
@@ -181,7 +184,7 @@ func etcdConfig(cfg *Config, self Server, clientAddr net.Addr, zl *zap.Logger) (
 	ec.MaxWalFiles = uint(cfg.SnapRetainCount)
 
 	if zl == nil {
-		zl = defaultEtcdLogger()
+		zl = defaultEtcdLogger(quiet)
 	}
 	ec.Logger = "zap"
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zl)
@@ -195,12 +198,12 @@ func isUnspecified(host string) bool {
 
 // defaultEtcdLogger keeps etcd to warnings: at info it logs every raft step and drowns the
 // journal.
-func defaultEtcdLogger() *zap.Logger {
+func defaultEtcdLogger(quiet *atomic.Bool) *zap.Logger {
 	enc := zap.NewDevelopmentEncoderConfig()
 	enc.TimeKey = "" // journald stamps lines already
 	enc.CallerKey = ""
 	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.Lock(os.Stderr), zap.WarnLevel)
-	return zap.New(quietCore{core}).Named("etcd")
+	return zap.New(quietCore{core, quiet}).Named("etcd")
 }
 
 // etcdNoise are etcd warnings that are expected in drover's setup (etcd serves its private
@@ -217,11 +220,20 @@ var etcdNoise = []string{
 	"stopped insecure grpc server due to error",
 }
 
-type quietCore struct{ zapcore.Core }
+type quietCore struct {
+	zapcore.Core
+	stopping *atomic.Bool
+}
 
-func (q quietCore) With(f []zapcore.Field) zapcore.Core { return quietCore{q.Core.With(f)} }
+func (q quietCore) With(f []zapcore.Field) zapcore.Core {
+	return quietCore{q.Core.With(f), q.stopping}
+}
 
 func (q quietCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	// A clean stop makes etcd warn about every peer stream it closes.
+	if q.stopping.Load() && e.Level < zapcore.ErrorLevel {
+		return ce
+	}
 	for _, n := range etcdNoise {
 		if strings.HasPrefix(e.Message, n) {
 			return ce
@@ -314,11 +326,28 @@ func (m *Member) TransferLeadership() error {
 // cluster never waits for an election timeout, then clients are disconnected and etcd stops.
 func (m *Member) Stop() {
 	m.stopOnce.Do(func() {
-		if err := m.TransferLeadership(); err != nil {
-			m.log.Warn("graceful stop without leadership transfer", "err", err)
+		// etcd would wait its full request timeout (5 s + 2 elections) for a transferee that
+		// is itself stopping, e.g. when a whole fleet shuts down; a transfer that works takes a
+		// few heartbeats, so give up much sooner and stop hard.
+		_, election := m.cfg.Timing()
+		transferred := make(chan error, 1)
+		go func() { transferred <- m.TransferLeadership() }()
+		hard := false
+		select {
+		case err := <-transferred:
+			if err != nil {
+				m.log.Warn("graceful stop without leadership transfer", "err", err)
+			}
+		case <-time.After(max(4*election, time.Second)):
+			m.log.Warn("leadership transfer timed out; stopping without it", "after", max(4*election, time.Second))
+			hard = true
 		}
 		m.closing.Store(true)
+		m.quiet.Store(true)
 		m.closeClients()
+		if hard {
+			m.etcd.Server.HardStop()
+		}
 		m.etcd.Close()
 		close(m.stopped)
 	})
@@ -329,6 +358,7 @@ func (m *Member) Stop() {
 func (m *Member) Kill() {
 	m.stopOnce.Do(func() {
 		m.closing.Store(true)
+		m.quiet.Store(true)
 		m.etcd.Server.HardStop()
 		m.closeClients()
 		m.etcd.Close()
