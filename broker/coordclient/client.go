@@ -99,6 +99,8 @@ type Registration struct {
 // 1 s) and keeps the lease alive until r.Close, c.Close or ctx is done. When the process
 // dies the key vanishes within the TTL, like a ZooKeeper ephemeral node. An existing value is
 // overwritten, so a restarted process can re-register before its old lease expires.
+// Pass a ctx that lives as long as the registration should (not a request timeout): when
+// it ends, keepalives stop and the key expires.
 func (c *Client) Register(ctx context.Context, key string, value []byte, ttl time.Duration) (*Registration, error) {
 	g, err := c.cli.Grant(ctx, ttlSeconds(ttl))
 	if err != nil {

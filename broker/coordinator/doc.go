@@ -78,5 +78,12 @@
 // Start returns once etcd runs; WaitReady/Serving say when the member is in a cluster with a
 // leader (what sd_notify READY=1 and /healthz mean). Stop first moves leadership to the
 // best-connected member when this one leads (etcd MoveLeader), so a rolling restart costs a
-// leader handover of a few heartbeats instead of an election timeout; Kill simulates a crash.
+// leader handover of a few heartbeats instead of an election timeout. The transfer is given
+// max(4 elections, 1 s); if the other members are stopping too (a fleet shutdown) the member
+// stops without it rather than waiting etcd's 6 s request timeout. Kill simulates a crash.
+//
+// Measured on loopback (2 shared cores): leader killed -> new leader 0.5-1.01 s (median
+// ~0.87 s over 10 runs); graceful stop of the leader -> longest gap between successful writes
+// 4-23 ms; an ephemeral key with a 2 s TTL is gone ~2.4 s after its client died (TTL plus
+// etcd's 500 ms lease-expiry sweep).
 package coordinator
