@@ -416,24 +416,44 @@ func decodeRequest(body []byte) (kmsg.Request, int32, string, error) {
 			return &futureApiVersions{version: version}, corr, cid, nil
 		}
 	}
-	req := kmsg.RequestForKey(key)
-	if req == nil {
-		return nil, corr, cid, fmt.Errorf("unknown api key %d", key)
+	// Only keys and versions we serve are decoded at all: anything else
+	// closes the connection before kmsg sees the body.
+	h, ok := registry[key]
+	if !ok || version < h.min || version > h.max {
+		return nil, corr, cid, fmt.Errorf("api key %d version %d not supported", key, version)
 	}
-	if version < 0 || version > req.MaxVersion() {
+	req := kmsg.RequestForKey(key)
+	if req == nil || version > req.MaxVersion() {
 		return nil, corr, cid, fmt.Errorf("api key %d version %d not decodable", key, version)
 	}
 	req.SetVersion(version)
 	if req.IsFlexible() {
-		kmsg.SkipTags(&rd)
-		if !rd.Ok() {
-			return nil, corr, cid, fmt.Errorf("bad header tags")
+		// Not kmsg.SkipTags: it keeps looping over a bogus tag count
+		// (billions of iterations) after the reader has gone bad.
+		if err := skipTags(&rd); err != nil {
+			return nil, corr, cid, err
 		}
 	}
 	if err := req.ReadFrom(rd.Src); err != nil {
 		return nil, corr, cid, fmt.Errorf("decode key %d v%d: %w", key, version, err)
 	}
 	return req, corr, cid, nil
+}
+
+func skipTags(rd *kbin.Reader) error {
+	n := rd.Uvarint()
+	if !rd.Ok() || int(n) > len(rd.Src) {
+		return fmt.Errorf("bad header tags")
+	}
+	for i := uint32(0); i < n; i++ {
+		rd.Uvarint()
+		size := rd.Uvarint()
+		if !rd.Ok() || int(size) > len(rd.Src) {
+			return fmt.Errorf("bad header tags")
+		}
+		rd.Span(int(size))
+	}
+	return nil
 }
 
 // futureApiVersions stands for an ApiVersions request newer than we speak.
