@@ -281,8 +281,6 @@ func (s *Server) Stop() error {
 	return err
 }
 
-// Kill stops without any grace: no log flush, no clean-shutdown marker
-// (crash tests). Connections are cut.
 func (s *Server) isClosing() bool {
 	select {
 	case <-s.closing:
