@@ -95,7 +95,7 @@ func TestBadFramesCloseOnlyThatConnection(t *testing.T) {
 	good, _ := net.Dial("tcp", s.Addr())
 	defer good.Close()
 	for _, bad := range [][]byte{
-		{0x7f, 0xff, 0xff, 0xff},                         // 2 GiB frame: refused before allocating
+		{0x7f, 0xff, 0xff, 0xff},                           // 2 GiB frame: refused before allocating
 		{0, 0, 0, 10, 0, 99, 0, 0, 0, 0, 0, 1, 0xff, 0xff}, // unknown api key
 		frame(3, 12, 1, []byte{0xff, 0xff, 0xff}, true),    // garbage Metadata body
 	} {
