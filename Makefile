@@ -47,8 +47,14 @@ fleet-down: ## stop the fleet, leaving nothing behind
 fleet-status: ## show the fleet's nodes
 	$(FLEET) status
 
-demo: build ## boot a local 6-node fleet and provision a cluster on it
+demo: build ## boot a local 6-node fleet and provision a 3-coordinator, 3-broker cluster on it
+	@command -v kcat >/dev/null || { apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q kcat >/dev/null; }
 	$(FLEET) down >/dev/null 2>&1 || true
 	$(FLEET) up 6
-	@for n in node1 node2 node3 node4 node5 node6; do \
-	  printf '%s: ' $$n; ssh -F /run/drover-fleet/0/ssh_config $$n 'echo "$$(id -un)@$$(hostname) systemd=$$(systemctl is-system-running)"'; done
+	bin/drover provision -i inventories/local/inventory.yml -F /run/drover-fleet/0/ssh_config
+	@echo
+	@echo "The cluster is up (the table above is its health). Try it from this machine:"
+	@echo "  echo hello | kcat -b 10.77.0.14:9092 -P -t demo && kcat -b 10.77.0.14:9092 -C -t demo -o beginning -e"
+	@echo "  bin/drover health  -i inventories/local/inventory.yml -F /run/drover-fleet/0/ssh_config"
+	@echo "  bin/drover restart -i inventories/local/inventory.yml -F /run/drover-fleet/0/ssh_config --rolling --canary"
+	@echo "  make fleet-down    # when done"
