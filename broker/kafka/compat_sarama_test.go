@@ -20,15 +20,23 @@ import (
 	"github.com/IBM/sarama"
 )
 
-var saramaVersions = []struct {
+type saramaVer struct {
 	name string
 	v    sarama.KafkaVersion
-}{
-	{"0.11", sarama.V0_11_0_0},
-	{"2.1", sarama.V2_1_0_0},
-	{"default-" + sarama.DefaultVersion.String(), sarama.DefaultVersion},
-	{"3.6", sarama.V3_6_0_0},
-	{"max-" + sarama.MaxVersion.String(), sarama.MaxVersion},
+	// raw turns off ApiVersions negotiation: sarama before 1.46 sent
+	// exactly the request versions its Config.Version implies.
+	raw bool
+}
+
+var saramaVersions = []saramaVer{
+	{name: "0.11", v: sarama.V0_11_0_0},
+	{name: "2.1", v: sarama.V2_1_0_0},
+	{name: "default-" + sarama.DefaultVersion.String(), v: sarama.DefaultVersion},
+	{name: "3.6", v: sarama.V3_6_0_0},
+	{name: "max-" + sarama.MaxVersion.String(), v: sarama.MaxVersion},
+	{name: "2.1-raw", v: sarama.V2_1_0_0, raw: true},
+	{name: "2.8-raw", v: sarama.V2_8_0_0, raw: true},
+	{name: "3.6-raw", v: sarama.V3_6_0_0, raw: true},
 }
 
 func init() {
@@ -37,9 +45,10 @@ func init() {
 	}
 }
 
-func saramaConfig(v sarama.KafkaVersion) *sarama.Config {
+func saramaConfig(ver saramaVer) *sarama.Config {
 	c := sarama.NewConfig()
-	c.Version = v
+	c.Version = ver.v
+	c.ApiVersionsRequest = !ver.raw
 	c.ClientID = "drover-compat"
 	c.Metadata.Retry.Backoff = 50 * time.Millisecond
 	c.Producer.Return.Successes = true
@@ -122,7 +131,7 @@ func TestSaramaProduceConsume(t *testing.T) {
 			for _, codec := range codecs {
 				for _, acks := range []sarama.RequiredAcks{sarama.WaitForLocal, sarama.WaitForAll} {
 					topic := fmt.Sprintf("sync-%s-%d", codec, acks)
-					c := saramaConfig(ver.v)
+					c := saramaConfig(ver)
 					c.Producer.Compression = codec
 					c.Producer.RequiredAcks = acks
 					cl := saramaClient(t, s, c)
@@ -179,7 +188,7 @@ func TestSaramaAsyncAndIdempotent(t *testing.T) {
 			s := startServer(t, t.TempDir())
 			for _, idem := range []bool{false, true} {
 				topic := fmt.Sprintf("async-idem-%v", idem)
-				c := saramaConfig(ver.v)
+				c := saramaConfig(ver)
 				c.Producer.Return.Errors = true
 				c.Producer.Flush.Messages = 10
 				c.Producer.Flush.Frequency = 5 * time.Millisecond
@@ -233,7 +242,7 @@ func TestSaramaConsumerNewest(t *testing.T) {
 	for _, ver := range saramaVersions {
 		t.Run(ver.name, func(t *testing.T) {
 			s := startServer(t, t.TempDir(), func(c *Config) { c.NumPartitions = 1 })
-			c := saramaConfig(ver.v)
+			c := saramaConfig(ver)
 			cl := saramaClient(t, s, c)
 			p, err := sarama.NewSyncProducerFromClient(cl)
 			if err != nil {
@@ -434,10 +443,10 @@ func TestSaramaConsumerGroup(t *testing.T) {
 			for _, st := range strategies {
 				t.Run(st.name, func(t *testing.T) {
 					topic, group := "cg-"+st.name, "grp-"+st.name
-					c := saramaConfig(ver.v)
+					c := saramaConfig(ver)
 					c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{st.s()}
 					c.Consumer.Offsets.Initial = sarama.OffsetOldest
-					pcl := saramaClient(t, s, saramaConfig(ver.v))
+					pcl := saramaClient(t, s, saramaConfig(ver))
 					saramaProduceValues(t, pcl, topic, valuesRange("a", 0, 40))
 
 					a := startGroupMember(t, s, c, group, topic, "A")
@@ -470,7 +479,7 @@ func TestSaramaConsumerGroup(t *testing.T) {
 						return n == 40
 					})
 					// Describe the live group through the admin API while stable.
-					adm, err := sarama.NewClusterAdminFromClient(saramaClient(t, s, saramaConfig(ver.v)))
+					adm, err := sarama.NewClusterAdminFromClient(saramaClient(t, s, saramaConfig(ver)))
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -539,7 +548,7 @@ func TestSaramaClusterAdmin(t *testing.T) {
 	for _, ver := range saramaVersions {
 		t.Run(ver.name, func(t *testing.T) {
 			s := startServer(t, t.TempDir())
-			c := saramaConfig(ver.v)
+			c := saramaConfig(ver)
 			cl := saramaClient(t, s, c)
 			adm, err := sarama.NewClusterAdminFromClient(cl)
 			if err != nil {
