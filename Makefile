@@ -7,9 +7,9 @@ GOBUILD := CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags 
 BINS := drover drover-agent drover-broker drover-coordinator
 N ?= 6
 FLEET := test/fleet/fleet.sh
-STATICCHECK_VERSION ?= 2025.1.1
+STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: help build lint test unit e2e fleet-up fleet-down fleet-status demo bench clean
+.PHONY: help build lint test unit compat e2e fleet-up fleet-down fleet-status demo bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -28,9 +28,13 @@ lint: ## go vet + staticcheck
 clean:
 	rm -rf bin
 
-test: ## unit tests, then the end-to-end tests on a local fleet (root on Linux; E2E=skip to skip)
+test: ## unit tests, franz-go's own suite against drover-broker, then the end-to-end tests on a local fleet
 	$(MAKE) unit
+	$(MAKE) compat
 	$(MAKE) e2e
+
+compat: ## franz-go's kgo integration suite (from the module cache) against a running drover-broker
+	broker/kafka/testdata/run-kgo-suite.sh
 
 unit: ## unit and in-process integration tests
 	$(GO) test -count=1 -timeout 20m ./...
