@@ -68,9 +68,11 @@ func runPing(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		c, err := pool.Connect(ctx, t)
 		if err == nil {
-			err = c.Run(ctx, "true", nil, nil, nil)
-			if err == nil {
+			// one session: `sudo -n true` proves the login and the sudo right together
+			if c.NeedsSudo() {
 				err = c.CheckSudo(ctx)
+			} else {
+				err = c.Run(ctx, "true", nil, nil, nil)
 			}
 		}
 		r.latency = time.Since(t0)
