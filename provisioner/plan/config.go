@@ -97,7 +97,7 @@ func CoordinatorConfig(c Cluster, self Node) (string, error) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Rendered by drover for %s (myid %d); edits are overwritten on the next provision.\n", self.Host, self.ID)
-	tick, err := varInt(self.Vars, "tick_time", 100)
+	tick, err := varInt(self.Vars, "tick_time", 2000)
 	if err != nil {
 		return "", err
 	}
