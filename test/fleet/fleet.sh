@@ -61,6 +61,8 @@ deps() {
   for c in debootstrap:debootstrap systemd-nspawn:systemd-container ssh:openssh-client ssh-keyscan:openssh-client; do
     command -v "${c%%:*}" >/dev/null || need+=("${c##*:}")
   done
+  # Ubuntu hosts need Debian's archive key to debootstrap bookworm
+  [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
   if [ ${#need[@]} -gt 0 ]; then
     log "installing host packages: ${need[*]}"
     apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null \
@@ -77,7 +79,7 @@ rootfs() {
   local R=$ROOTFS.tmp
   rm -rf "$R"
   log "building the $VARIANT rootfs with debootstrap (once, ~2 min) -> $ROOTFS"
-  debootstrap --variant=minbase --include="$PKGS" bookworm "$R" "$MIRROR" >"$CACHE/debootstrap-$VARIANT.log" 2>&1 \
+  debootstrap --variant=minbase --keyring=/usr/share/keyrings/debian-archive-keyring.gpg --include="$PKGS" bookworm "$R" "$MIRROR" >"$CACHE/debootstrap-$VARIANT.log" 2>&1 \
     || die "debootstrap failed; see $CACHE/debootstrap-$VARIANT.log"
   rm -f "$R"/etc/ssh/ssh_host_*                       # every node makes its own on first boot
   : >"$R/etc/machine-id"; rm -f "$R/var/lib/dbus/machine-id"; ln -s /etc/machine-id "$R/var/lib/dbus/machine-id"
