@@ -37,6 +37,11 @@ func main() {
 		concurrency = flag.Int("concurrency", 50, "floor: connections in flight")
 		droverCmd   = flag.String("drover", "", "command timed like the floor for each N, run by /bin/sh -c; "+
 			"{inventory} {ssh_config} {known_hosts} {key} {n} {forks} {dir} are substituted")
+		setupCmd = flag.String("drover-setup", "", "command run once per N before the measured runs (not timed), e.g. a first converge; "+
+			"same substitutions as -drover")
+		apply = flag.Bool("apply", false, "measure drover's real apply path: build bench/fanout/droverapply and use it as -drover "+
+			"(the no-op re-run) and -drover-setup (seed + first converge)")
+		binDir  = flag.String("bin-dir", "bin", "with -apply: where drover-agent and drover-broker are (make build)")
 		out     = flag.String("out", "bench/RESULTS.md", "markdown file whose \"Fan-out\" section is replaced (empty: stdout only)")
 		timeout = flag.Duration("timeout", 10*time.Minute, "limit for one measured command")
 		serve   = flag.Int("serve", 0, "start a farm of this many hosts, print its files and keep it until Ctrl-C")
@@ -65,7 +70,16 @@ func main() {
 	if *serve > 0 {
 		os.Exit(serveFarm(ctx, *serve, *keep))
 	}
-	os.Exit(bench(ctx, ns, *runs, *concurrency, *droverCmd, *out, *timeout, *keep))
+	d := droverSpec{cmd: *droverCmd, setup: *setupCmd, shown: *droverCmd}
+	if *apply {
+		var err error
+		if d, err = buildApply(*binDir); err != nil {
+			logf("-apply: %v", err)
+			os.Exit(1)
+		}
+		defer os.RemoveAll(filepath.Dir(d.bin))
+	}
+	os.Exit(bench(ctx, ns, *runs, *concurrency, d, *out, *timeout, *keep))
 }
 
 func serveFarm(ctx context.Context, n int, keep bool) int {
@@ -87,7 +101,58 @@ func serveFarm(ctx context.Context, n int, keep bool) int {
 	return 0
 }
 
-func bench(ctx context.Context, ns []int, runs, concurrency int, droverCmd, out string, timeout time.Duration, keep bool) int {
+// droverSpec is what the drover column runs: cmd timed per run, setup once per N before the runs.
+type droverSpec struct {
+	cmd, setup string
+	shown      string // for the report
+	note       string // extra report paragraph
+	bin        string // built droverapply, if any
+}
+
+// buildApply builds bench/fanout/droverapply into a temporary directory, so the measured process
+// is the controller itself and no compile is timed.
+func buildApply(binDir string) (droverSpec, error) {
+	abs, err := filepath.Abs(binDir)
+	if err != nil {
+		return droverSpec{}, err
+	}
+	for _, b := range []string{"drover-agent", "drover-broker"} {
+		if _, err := os.Stat(filepath.Join(abs, b)); err != nil {
+			return droverSpec{}, fmt.Errorf("%v (run `make build` first)", err)
+		}
+	}
+	dir, err := os.MkdirTemp("", "droverapply-")
+	if err != nil {
+		return droverSpec{}, err
+	}
+	bin := filepath.Join(dir, "droverapply")
+	cmd := exec.Command("go", "build", "-o", bin, "./bench/fanout/droverapply")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return droverSpec{}, fmt.Errorf("go build ./bench/fanout/droverapply: %v: %s", err, out)
+	}
+	args := " -i {inventory} -F {ssh_config} -forks {forks} -bin-dir " + abs
+	return droverSpec{
+		bin: bin, cmd: bin + args, setup: bin + args + " -setup",
+		shown: "bench/fanout/droverapply -i {inventory} -F {ssh_config} -forks {forks}",
+		note: "drover: `bench/fanout/droverapply`, drover's real controller path (the `provisioner/sshx` pool, the " +
+			"`provisioner/engine` Runner with Connect, EnsureAgent, PushArtifacts and Apply, the plain display and the run " +
+			"log, forks = the floor's concurrency) applying `plan.Tasks` of a broker (3-coordinator cluster, heap 256m) to " +
+			"every host, the agent running with `--root` = the host's temporary root. The farm has no systemd, so the unit " +
+			"task is a file task writing the same unit bytes to the same path and the service task a file task of the same " +
+			"size; everything else is the broker's plan as is (group, user, 4 directories, broker.id, the artifact " +
+			"task re-verifying the 17 MB drover-broker binary's sha256, server.properties, broker.env). Before the measured " +
+			"runs, once per N and not timed: the roots get /etc/passwd and /etc/group (root, drover-broker), the agent and " +
+			"broker binaries hard-linked into their stores, then a first converge. The timed run is the no-op re-run " +
+			"(it must report 0 changed), what the floor's single `true` per host is compared with: per host one SSH " +
+			"connection and three sessions (agent check, `has`, `apply`).",
+	}, nil
+}
+
+func bench(ctx context.Context, ns []int, runs, concurrency int, d droverSpec, out string, timeout time.Duration, keep bool) int {
+	droverCmd := d.cmd
+	load0 := loadavg()
 	maxN := slices.Max(ns)
 	t0 := time.Now()
 	f, err := farm.Start(ctx, maxN, farm.Options{})
@@ -117,6 +182,19 @@ func bench(ctx context.Context, ns []int, runs, concurrency int, droverCmd, out 
 			return 1
 		}
 		files[n] = cf
+	}
+
+	if d.setup != "" {
+		for _, n := range ns {
+			cf := files[n]
+			t := time.Now()
+			cmdline := expand(d.setup, cf, f, n, concurrency)
+			if _, err := measure(ctx, timeout, filepath.Join(cf.Dir, "drover-setup.log"), "/bin/sh", "-c", "exec "+cmdline); err != nil {
+				logf("N=%d drover setup failed: %v", n, err)
+				return 1
+			}
+			logf("N=%-4d drover setup (not timed) %.1fs", n, time.Since(t).Seconds())
+		}
 	}
 
 	floor := map[int]map[int]sample{}
@@ -170,7 +248,7 @@ func bench(ctx context.Context, ns []int, runs, concurrency int, droverCmd, out 
 		}
 	}
 
-	body := report(ns, runs, concurrency, droverCmd, floor, drover, droverErr)
+	body := report(ns, runs, concurrency, d, floor, drover, droverErr, load0, loadavg())
 	fmt.Println("## Fan-out")
 	fmt.Println()
 	fmt.Print(body)
@@ -292,16 +370,20 @@ func medians(m map[int]sample) (time.Duration, int64, bool) {
 	return results.MedianDuration(w), int64(results.Median(r)), true
 }
 
-func report(ns []int, runs, concurrency int, droverCmd string, floor, drover map[int]map[int]sample, droverErr map[int]error) string {
+func report(ns []int, runs, concurrency int, d droverSpec, floor, drover map[int]map[int]sample, droverErr map[int]error, load0, load1 string) string {
+	droverCmd := d.cmd
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n\n", results.Stamp())
+	fmt.Fprintf(&b, "Load average (1/5/15 min) at start: %s; at end: %s. The 2 cores are shared with other work.\n\n", load0, load1)
 	fmt.Fprintf(&b, "N simulated hosts, each a loopback sshd (own port, host key, root dir and HOME; no PAM, "+
 		"motd or DNS) on the same machine as the controller, so absolute seconds mostly measure sshd. "+
 		"Floor: a minimal Go program (x/crypto/ssh) opening one connection and one session running `true` per "+
 		"host, %d in flight. Wall time of the whole process, peak RSS is its VmHWM sampled every 5 ms. Medians of %d runs; "+
 		"ratios are medians of run-by-run ratios.\n\n", concurrency, runs)
-	if droverCmd != "" {
-		fmt.Fprintf(&b, "drover: `%s`\n\n", strings.ReplaceAll(droverCmd, "|", "\\|"))
+	if d.note != "" {
+		fmt.Fprintf(&b, "%s\n\n", d.note)
+	} else if droverCmd != "" {
+		fmt.Fprintf(&b, "drover: `%s`\n\n", strings.ReplaceAll(d.shown, "|", "\\|"))
 	}
 	b.WriteString("| N | floor s | floor peak RSS | drover s | drover peak RSS | drover / floor |\n")
 	b.WriteString("|---:|---:|---:|---:|---:|---:|\n")
@@ -357,4 +439,17 @@ func report(ns []int, runs, concurrency int, droverCmd string, floor, drover map
 		}
 	}
 	return b.String()
+}
+
+// loadavg is /proc/loadavg's 1, 5 and 15 minute figures.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
