@@ -391,15 +391,25 @@ func verify(ctx context.Context, c *config, v, tag string) string {
 			probs = append(probs, fmt.Sprintf("drover provision --check failed: %v: %s", err, tailStr(out, 400)))
 		} else {
 			var diffs []string
+			agents := 0
 			sc := bufio.NewScanner(strings.NewReader(out))
 			for sc.Scan() {
 				l := sc.Text()
-				if strings.Contains(l, "| changed: ") && !strings.Contains(l, "| changed: agent ") {
+				switch {
+				case strings.Contains(l, "| changed: agent "):
+					agents++
+				case strings.Contains(l, "| changed: "):
 					diffs = append(diffs, strings.TrimSpace(l))
 				}
 			}
-			if len(diffs) > 0 {
+			_, changed, rerr := droverRecap(out)
+			switch {
+			case rerr != nil:
+				probs = append(probs, fmt.Sprintf("drover provision --check: %v", rerr))
+			case len(diffs) > 0:
 				probs = append(probs, fmt.Sprintf("drover --check after Ansible would change: %s", strings.Join(diffs, "; ")))
+			case changed != agents:
+				probs = append(probs, fmt.Sprintf("drover --check after Ansible: %d changed, of which only %d agent installs", changed, agents))
 			}
 		}
 	}
