@@ -670,3 +670,55 @@ func TestSaramaClusterAdmin(t *testing.T) {
 		})
 	}
 }
+
+// TestSaramaEdgeCases: acks=0 (no Produce response at all), a 1-byte
+// fetch size (the broker must still return a whole batch, KIP-74) and
+// read_committed consumers (LSO = HW without transactions).
+func TestSaramaEdgeCases(t *testing.T) {
+	for _, ver := range saramaVersions {
+		t.Run(ver.name, func(t *testing.T) {
+			s := startServer(t, t.TempDir(), func(c *Config) { c.NumPartitions = 1 })
+			c := saramaConfig(ver)
+			c.Producer.RequiredAcks = sarama.NoResponse
+			c.Producer.Return.Errors = true
+			cl := saramaClient(t, s, c)
+			ap, err := sarama.NewAsyncProducerFromClient(cl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const n = 100
+			for i := 0; i < n; i++ {
+				ap.Input() <- &sarama.ProducerMessage{Topic: "edge", Value: sarama.StringEncoder(fmt.Sprintf("%03d", i))}
+			}
+			for i := 0; i < n; i++ {
+				select {
+				case <-ap.Successes():
+				case e := <-ap.Errors():
+					t.Fatal(e)
+				case <-time.After(10 * time.Second):
+					t.Fatalf("acks=0: %d of %d returned", i, n)
+				}
+			}
+			ap.Close()
+			pollUntil(t, "acks=0 records stored", 10*time.Second, func() bool {
+				off, err := cl.GetOffset("edge", 0, sarama.OffsetNewest)
+				return err == nil && off == n
+			})
+
+			c2 := saramaConfig(ver)
+			c2.Consumer.Fetch.Min = 1
+			c2.Consumer.Fetch.Default = 1
+			c2.Consumer.Fetch.Max = 0
+			if ver.v.IsAtLeast(sarama.V0_11_0_0) {
+				c2.Consumer.IsolationLevel = sarama.ReadCommitted
+			}
+			cl2 := saramaClient(t, s, c2)
+			got := saramaConsumeN(t, cl2, "edge", n, sarama.OffsetOldest)
+			for i, m := range got {
+				if string(m.Value) != fmt.Sprintf("%03d", i) || m.Offset != int64(i) {
+					t.Fatalf("message %d: %q at %d", i, m.Value, m.Offset)
+				}
+			}
+		})
+	}
+}
