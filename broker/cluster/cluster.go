@@ -23,6 +23,9 @@ var (
 	ErrUnknownTopic      = errors.New("unknown topic")
 	ErrReplicationFactor = errors.New("replication factor larger than the number of brokers")
 	ErrNotAvailable      = errors.New("metadata store not available")
+	// ErrStaleState: a partition state compare-and-set lost (someone else
+	// changed the state first; re-read the snapshot).
+	ErrStaleState = errors.New("partition state changed concurrently")
 )
 
 // Broker is a registered broker.
@@ -35,6 +38,10 @@ type Broker struct {
 	Endpoints []string `json:"endpoints"`
 	Version   int      `json:"version"`
 	Timestamp string   `json:"timestamp,omitempty"`
+	// Incarnation identifies one registration of the broker (the store
+	// revision of its registration): a restarted broker gets a new one, so
+	// the controller can tell a bounce from a broker that never went away.
+	Incarnation int64 `json:"-"`
 }
 
 // Partition is one partition's assignment and state.
@@ -45,6 +52,18 @@ type Partition struct {
 	LeaderEpoch int32
 	ISR         []int32
 	Version     int64 // store revision of the state, for compare-and-set by the controller
+	// LeaderIncarnation is the leader's registration incarnation when it was
+	// elected (0: not tracked, single-node mode). A restarted broker does not
+	// act on a leadership granted to its previous incarnation.
+	LeaderIncarnation int64
+}
+
+// PartitionState is what the controller and the leader write for a partition.
+type PartitionState struct {
+	Leader            int32
+	LeaderEpoch       int32
+	ISR               []int32
+	LeaderIncarnation int64
 }
 
 // Topic is a topic's metadata.
@@ -61,6 +80,29 @@ type Snapshot struct {
 	Controller int32
 	Brokers    []Broker // sorted by id
 	Topics     map[string]*Topic
+	// ShuttingDown lists registered brokers in controlled shutdown: they
+	// lead nothing new, leave ISRs, and coordinate no groups.
+	ShuttingDown map[int32]bool
+}
+
+// Live reports whether broker id is registered and not shutting down.
+func (s *Snapshot) Live(id int32) bool {
+	if s.ShuttingDown[id] {
+		return false
+	}
+	_, ok := s.Broker(id)
+	return ok
+}
+
+// LiveBrokers returns the ids of registered brokers not shutting down.
+func (s *Snapshot) LiveBrokers() []int32 {
+	var out []int32
+	for _, b := range s.Brokers {
+		if !s.ShuttingDown[b.ID] {
+			out = append(out, b.ID)
+		}
+	}
+	return out
 }
 
 // Broker returns the broker with id, if registered.
@@ -83,16 +125,41 @@ func (s *Snapshot) TopicByID(id [16]byte) *Topic {
 	return nil
 }
 
-// GroupCoordinator picks the broker that coordinates a consumer group:
-// hash(group) over the registered brokers sorted by id, so every broker with
-// the same broker list answers FindCoordinator the same way.
+// GroupCoordinator picks the broker that coordinates a consumer group by
+// rendezvous hashing over the live brokers: every broker with the same
+// broker list answers FindCoordinator the same way, and a broker leaving
+// moves only its own groups (a modulo hash would move most of them).
 func (s *Snapshot) GroupCoordinator(group string) (Broker, bool) {
-	if len(s.Brokers) == 0 {
-		return Broker{}, false
+	var best Broker
+	var bestW uint64
+	found := false
+	for _, b := range s.Brokers {
+		if s.ShuttingDown[b.ID] {
+			continue
+		}
+		h := fnv.New64a()
+		h.Write([]byte(group))
+		h.Write([]byte{0, byte(b.ID >> 24), byte(b.ID >> 16), byte(b.ID >> 8), byte(b.ID)})
+		w := mix64(h.Sum64())
+		if !found || w > bestW {
+			best, bestW, found = b, w, true
+		}
 	}
-	h := fnv.New32a()
-	h.Write([]byte(group))
-	return s.Brokers[int(h.Sum32()%uint32(len(s.Brokers)))], true
+	if !found && len(s.Brokers) > 0 {
+		// Everybody is shutting down: keep answering.
+		return s.Brokers[0], true
+	}
+	return best, found
+}
+
+// mix64 is a finalizer (splitmix64) so nearby inputs give unrelated weights.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
 }
 
 // Store is the metadata backend.
@@ -109,6 +176,10 @@ type Store interface {
 	DeleteTopic(ctx context.Context, name string) error
 	// AlterTopicConfig replaces a topic's config overrides.
 	AlterTopicConfig(ctx context.Context, name string, configs map[string]string) error
+	// AlterPartition is the leader's ISR change: it writes st only if the
+	// partition state is still at version expect (ErrStaleState otherwise)
+	// and returns the new version.
+	AlterPartition(ctx context.Context, topic string, partition int32, st PartitionState, expect int64) (int64, error)
 	// ProducerIDBlock reserves a block of producer ids and returns its first id and size.
 	ProducerIDBlock(ctx context.Context) (int64, int64, error)
 	// Close deregisters and releases resources.

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -27,8 +28,24 @@ import (
 //	/latest_producer_id_block                  {"version":1,"broker":1,"block_start":"0","block_end":"999"}
 const Prefix = "/drover"
 
-// RegistrationTTL is how long a dead broker stays listed.
-const RegistrationTTL = 6 * time.Second
+// DefaultRegistrationTTL is how long a dead broker stays listed (Kafka's
+// broker.session.timeout.ms); it bounds how fast a killed leader is replaced.
+const DefaultRegistrationTTL = 4 * time.Second
+
+// Key prefixes beyond Kafka's layout.
+const (
+	// controllerKey is the controller election (candidates under it, the
+	// oldest is the controller).
+	controllerKey = Prefix + "/controller"
+	// shutdownPrefix holds /admin/shutdown/<id> for brokers in controlled
+	// shutdown, bound to their registration lease.
+	shutdownPrefix = Prefix + "/admin/shutdown/"
+)
+
+type kvEntry struct {
+	val         []byte
+	mod, create int64
+}
 
 // Coord is the coordinator-backed store: a watch keeps an in-memory copy of
 // the tree, from which snapshots are built.
@@ -40,9 +57,13 @@ type Coord struct {
 	cancel context.CancelFunc
 	lost   chan struct{}
 
+	// TTL is the registration lease TTL (set before Register).
+	TTL time.Duration
+
 	mu      sync.Mutex
 	reg     *coordclient.Registration
-	kv      map[string][]byte
+	regRev  int64
+	kv      map[string]kvEntry
 	snap    *Snapshot
 	changed chan struct{}
 	wg      sync.WaitGroup
@@ -55,11 +76,12 @@ type topicJSON struct {
 }
 
 type stateJSON struct {
-	ControllerEpoch int32   `json:"controller_epoch"`
-	Leader          int32   `json:"leader"`
-	Version         int     `json:"version"`
-	LeaderEpoch     int32   `json:"leader_epoch"`
-	ISR             []int32 `json:"isr"`
+	ControllerEpoch   int64   `json:"controller_epoch"`
+	Leader            int32   `json:"leader"`
+	Version           int     `json:"version"`
+	LeaderEpoch       int32   `json:"leader_epoch"`
+	ISR               []int32 `json:"isr"`
+	LeaderIncarnation int64   `json:"leader_incarnation,omitempty"`
 }
 
 type configJSON struct {
@@ -82,7 +104,7 @@ func OpenCoord(ctx context.Context, endpoints []string, self int32, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	c := &Coord{cli: cli, self: self, log: log, lost: make(chan struct{}), changed: make(chan struct{}), kv: map[string][]byte{}}
+	c := &Coord{cli: cli, self: self, log: log, lost: make(chan struct{}), changed: make(chan struct{}), kv: map[string]kvEntry{}, TTL: DefaultRegistrationTTL}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if err := c.ensureClusterID(dctx); err != nil {
 		cli.Close()
@@ -116,15 +138,19 @@ func (c *Coord) ensureClusterID(ctx context.Context) error {
 }
 
 func (c *Coord) load(ctx context.Context) (int64, error) {
-	kv, rev, err := c.cli.List(ctx, Prefix+"/")
+	resp, err := c.cli.Etcd().Get(ctx, Prefix+"/", clientv3.WithPrefix())
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("list %s: %w", Prefix, err)
+	}
+	kv := make(map[string]kvEntry, len(resp.Kvs))
+	for _, e := range resp.Kvs {
+		kv[string(e.Key)] = kvEntry{val: e.Value, mod: e.ModRevision, create: e.CreateRevision}
 	}
 	c.mu.Lock()
 	c.kv = kv
 	c.rebuild()
 	c.mu.Unlock()
-	return rev, nil
+	return resp.Header.Revision, nil
 }
 
 func (c *Coord) watch(from int64) {
@@ -132,12 +158,21 @@ func (c *Coord) watch(from int64) {
 	for c.ctx.Err() == nil {
 		for ev := range c.cli.Watch(c.ctx, Prefix+"/", from) {
 			c.mu.Lock()
-			if ev.Deleted {
+			old, had := c.kv[ev.Key]
+			switch {
+			case had && old.mod >= ev.Rev:
+				// Our own write, applied locally already (or newer).
+			case ev.Deleted:
 				delete(c.kv, ev.Key)
-			} else {
-				c.kv[ev.Key] = ev.Value
+				c.rebuild()
+			default:
+				e := kvEntry{val: ev.Value, mod: ev.Rev, create: ev.Rev}
+				if had {
+					e.create = old.create
+				}
+				c.kv[ev.Key] = e
+				c.rebuild()
 			}
-			c.rebuild()
 			c.mu.Unlock()
 			from = ev.Rev + 1
 		}
@@ -156,12 +191,24 @@ func (c *Coord) watch(from int64) {
 
 // rebuild derives a snapshot from the key/value copy. Callers hold mu.
 func (c *Coord) rebuild() {
-	s := &Snapshot{Controller: -1, Topics: map[string]*Topic{}}
+	s := &Snapshot{Controller: -1, Topics: map[string]*Topic{}, ShuttingDown: map[int32]bool{}}
 	states := map[string]map[int32]stateJSON{}
+	stateRevs := map[string]map[int32]int64{}
 	configs := map[string]map[string]string{}
-	for k, v := range c.kv {
+	var ctlRev int64
+	for k, e := range c.kv {
+		v := e.val
 		rest := strings.TrimPrefix(k, Prefix)
 		switch {
+		case strings.HasPrefix(rest, "/controller/"):
+			if id, err := strconv.Atoi(string(v)); err == nil && (ctlRev == 0 || e.create < ctlRev) {
+				ctlRev = e.create
+				s.Controller = int32(id)
+			}
+		case strings.HasPrefix(rest, "/admin/shutdown/"):
+			if id, err := strconv.Atoi(strings.TrimPrefix(rest, "/admin/shutdown/")); err == nil {
+				s.ShuttingDown[int32(id)] = true
+			}
 		case rest == "/cluster/id":
 			var m map[string]string
 			if json.Unmarshal(v, &m) == nil {
@@ -172,6 +219,7 @@ func (c *Coord) rebuild() {
 			var b Broker
 			if err == nil && json.Unmarshal(v, &b) == nil {
 				b.ID = int32(id)
+				b.Incarnation = e.mod
 				s.Brokers = append(s.Brokers, b)
 			}
 		case strings.HasPrefix(rest, "/brokers/topics/"):
@@ -205,8 +253,10 @@ func (c *Coord) rebuild() {
 				if err == nil && json.Unmarshal(v, &st) == nil {
 					if states[parts[0]] == nil {
 						states[parts[0]] = map[int32]stateJSON{}
+						stateRevs[parts[0]] = map[int32]int64{}
 					}
 					states[parts[0]][int32(p)] = st
+					stateRevs[parts[0]][int32(p)] = e.mod
 				}
 			}
 		case strings.HasPrefix(rest, "/config/topics/"):
@@ -219,14 +269,21 @@ func (c *Coord) rebuild() {
 	for name, t := range s.Topics {
 		for i := range t.Partitions {
 			if st, ok := states[name][int32(i)]; ok {
-				t.Partitions[i].Leader, t.Partitions[i].LeaderEpoch, t.Partitions[i].ISR = st.Leader, st.LeaderEpoch, st.ISR
+				pm := &t.Partitions[i]
+				pm.Leader, pm.LeaderEpoch, pm.ISR = st.Leader, st.LeaderEpoch, st.ISR
+				pm.LeaderIncarnation, pm.Version = st.LeaderIncarnation, stateRevs[name][int32(i)]
 			}
 		}
 		t.Configs = configs[name]
 	}
 	sortBrokers(s.Brokers)
-	if len(s.Brokers) > 0 {
-		s.Controller = s.Brokers[0].ID
+	for id := range s.ShuttingDown {
+		if _, ok := s.Broker(id); !ok {
+			delete(s.ShuttingDown, id)
+		}
+	}
+	if _, ok := s.Broker(s.Controller); !ok {
+		s.Controller = -1
 	}
 	c.snap = s
 	close(c.changed)
@@ -252,13 +309,22 @@ func (c *Coord) Lost() <-chan struct{} { return c.lost }
 func (c *Coord) Register(ctx context.Context, b Broker) error {
 	val, _ := json.Marshal(b)
 	key := Prefix + "/brokers/ids/" + strconv.Itoa(int(b.ID))
-	reg, err := c.cli.Register(c.ctx, key, val, RegistrationTTL)
+	reg, err := c.cli.Register(c.ctx, key, val, c.TTL)
 	if err != nil {
 		return err
 	}
+	resp, err := c.cli.Etcd().Get(ctx, key)
+	if err != nil || len(resp.Kvs) == 0 {
+		reg.Close(context.Background())
+		return fmt.Errorf("read back registration: %v", err)
+	}
+	kv := resp.Kvs[0]
 	c.mu.Lock()
 	c.reg = reg
-	c.kv[key] = val
+	c.regRev = kv.ModRevision
+	if old, ok := c.kv[key]; !ok || old.mod < kv.ModRevision {
+		c.kv[key] = kvEntry{val: kv.Value, mod: kv.ModRevision, create: kv.CreateRevision}
+	}
 	c.rebuild()
 	c.mu.Unlock()
 	go func() {
@@ -270,12 +336,26 @@ func (c *Coord) Register(ctx context.Context, b Broker) error {
 	return nil
 }
 
-// put applies writes to the local copy at once, so the caller sees its own
-// change before the watch delivers it.
-func (c *Coord) applyLocal(puts map[string][]byte, dels []string) {
+// Incarnation is this broker's registration revision (0 before Register).
+func (c *Coord) Incarnation() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.regRev
+}
+
+// applyLocal applies writes made at revision rev to the local copy at once,
+// so the caller sees its own change before the watch delivers it.
+func (c *Coord) applyLocal(rev int64, puts map[string][]byte, dels []string) {
 	c.mu.Lock()
 	for k, v := range puts {
-		c.kv[k] = v
+		e := kvEntry{val: v, mod: rev, create: rev}
+		if old, ok := c.kv[k]; ok {
+			if old.mod >= rev {
+				continue
+			}
+			e.create = old.create
+		}
+		c.kv[k] = e
 	}
 	for _, k := range dels {
 		for kk := range c.kv {
@@ -293,11 +373,7 @@ func (c *Coord) CreateTopic(ctx context.Context, name string, partitions int32, 
 	if _, ok := snap.Topics[name]; ok {
 		return nil, ErrTopicExists
 	}
-	var ids []int32
-	for _, b := range snap.Brokers {
-		ids = append(ids, b.ID)
-	}
-	asg, err := Assign(ids, name, partitions, rf)
+	asg, err := Assign(snap.LiveBrokers(), name, partitions, rf)
 	if err != nil {
 		return nil, err
 	}
@@ -306,8 +382,9 @@ func (c *Coord) CreateTopic(ctx context.Context, name string, partitions int32, 
 	puts := map[string][]byte{}
 	for p, reps := range asg {
 		tj.Partitions[strconv.Itoa(p)] = reps
-		t.Partitions = append(t.Partitions, Partition{Index: int32(p), Replicas: reps, Leader: reps[0], ISR: reps})
-		sb, _ := json.Marshal(stateJSON{Leader: reps[0], Version: 1, ISR: reps})
+		lb, _ := snap.Broker(reps[0])
+		t.Partitions = append(t.Partitions, Partition{Index: int32(p), Replicas: reps, Leader: reps[0], ISR: reps, LeaderIncarnation: lb.Incarnation})
+		sb, _ := json.Marshal(stateJSON{Leader: reps[0], Version: 1, ISR: reps, LeaderIncarnation: lb.Incarnation})
 		puts[stateKey(name, int32(p))] = sb
 	}
 	tb, _ := json.Marshal(tj)
@@ -328,8 +405,12 @@ func (c *Coord) CreateTopic(ctx context.Context, name string, partitions int32, 
 		for _, k := range keys[i:min(i+100, len(keys))] {
 			ops = append(ops, clientv3.OpPut(k, string(puts[k])))
 		}
-		if _, err := etcd.Txn(ctx).Then(ops...).Commit(); err != nil {
+		r, err := etcd.Txn(ctx).Then(ops...).Commit()
+		if err != nil {
 			return nil, fmt.Errorf("write partition state: %w", err)
+		}
+		for p := range t.Partitions {
+			t.Partitions[p].Version = r.Header.Revision // the last chunk's revision is good enough for readers of t
 		}
 	}
 	resp, err := etcd.Txn(ctx).
@@ -342,9 +423,18 @@ func (c *Coord) CreateTopic(ctx context.Context, name string, partitions int32, 
 	if !resp.Succeeded {
 		return nil, ErrTopicExists
 	}
-	puts[topicKey(name)] = tb
-	puts[configKey(name)] = cb
-	c.applyLocal(puts, nil)
+	// The states were written in earlier revisions; apply them at theirs
+	// (one re-read keeps their versions exact for compare-and-set).
+	if r, err := etcd.Get(ctx, topicKey(name)+"/", clientv3.WithPrefix()); err == nil {
+		c.mu.Lock()
+		for _, e := range r.Kvs {
+			if old, ok := c.kv[string(e.Key)]; !ok || old.mod < e.ModRevision {
+				c.kv[string(e.Key)] = kvEntry{val: e.Value, mod: e.ModRevision, create: e.CreateRevision}
+			}
+		}
+		c.mu.Unlock()
+	}
+	c.applyLocal(resp.Header.Revision, map[string][]byte{topicKey(name): tb, configKey(name): cb}, nil)
 	return t, nil
 }
 
@@ -359,7 +449,7 @@ func (c *Coord) DeleteTopic(ctx context.Context, name string) error {
 	if !resp.Succeeded {
 		return ErrUnknownTopic
 	}
-	c.applyLocal(nil, []string{topicKey(name), configKey(name)})
+	c.applyLocal(resp.Header.Revision, nil, []string{topicKey(name), configKey(name)})
 	return nil
 }
 
@@ -368,10 +458,11 @@ func (c *Coord) AlterTopicConfig(ctx context.Context, name string, configs map[s
 		return ErrUnknownTopic
 	}
 	cb, _ := json.Marshal(configJSON{Version: 1, Config: configs})
-	if _, err := c.cli.Etcd().Put(ctx, configKey(name), string(cb)); err != nil {
+	r, err := c.cli.Etcd().Put(ctx, configKey(name), string(cb))
+	if err != nil {
 		return err
 	}
-	c.applyLocal(map[string][]byte{configKey(name): cb}, nil)
+	c.applyLocal(r.Header.Revision, map[string][]byte{configKey(name): cb}, nil)
 	return nil
 }
 
@@ -420,4 +511,60 @@ func (c *Coord) Close() error {
 	c.wg.Wait()
 	c.cli.Close()
 	return err
+}
+
+// AlterPartition writes a partition state on behalf of its leader (an ISR
+// change), compare-and-set on the state's version.
+func (c *Coord) AlterPartition(ctx context.Context, topic string, partition int32, st PartitionState, expect int64) (int64, error) {
+	return c.writeState(ctx, nil, topic, partition, st, expect)
+}
+
+// writeState puts a partition state if its version is still expect and,
+// for the controller, if lead still holds the controller election.
+func (c *Coord) writeState(ctx context.Context, lead *coordclient.Leadership, topic string, partition int32, st PartitionState, expect int64) (int64, error) {
+	key := stateKey(topic, partition)
+	sj := stateJSON{Leader: st.Leader, Version: 1, LeaderEpoch: st.LeaderEpoch, ISR: st.ISR, LeaderIncarnation: st.LeaderIncarnation}
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", expect)}
+	if lead != nil {
+		sj.ControllerEpoch = lead.Rev()
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(lead.Key()), "=", lead.Rev()))
+	}
+	b, _ := json.Marshal(sj)
+	resp, err := c.cli.Etcd().Txn(ctx).If(cmps...).Then(clientv3.OpPut(key, string(b))).Commit()
+	if err != nil {
+		return 0, fmt.Errorf("write partition state %s-%d: %w", topic, partition, err)
+	}
+	if !resp.Succeeded {
+		return 0, ErrStaleState
+	}
+	c.applyLocal(resp.Header.Revision, map[string][]byte{key: b}, nil)
+	return resp.Header.Revision, nil
+}
+
+// BeginShutdown marks this broker as in controlled shutdown: the controller
+// moves its leaderships away and takes it out of ISRs. The mark is bound to
+// the registration lease, so it vanishes with the broker.
+func (c *Coord) BeginShutdown(ctx context.Context) error {
+	c.mu.Lock()
+	reg := c.reg
+	c.mu.Unlock()
+	if reg == nil {
+		return errors.New("not registered")
+	}
+	key := shutdownPrefix + strconv.Itoa(int(c.self))
+	resp, err := c.cli.Etcd().Put(ctx, key, "1", clientv3.WithLease(reg.Lease()))
+	if err != nil {
+		return fmt.Errorf("mark controlled shutdown: %w", err)
+	}
+	c.applyLocal(resp.Header.Revision, map[string][]byte{key: []byte("1")}, nil)
+	return nil
+}
+
+// Abandon drops the connection without deregistering, as a killed process
+// would: the registration (and a controller candidacy) expire after their
+// TTL. Tests use it to simulate kill -9.
+func (c *Coord) Abandon() {
+	c.cancel()
+	c.wg.Wait()
+	c.cli.Close()
 }

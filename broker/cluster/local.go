@@ -243,3 +243,26 @@ func ParseConnect(s string) (endpoints []string, chroot string) {
 	}
 	return endpoints, chroot
 }
+
+// AlterPartition updates the in-memory ISR. In single-node mode every
+// partition has one replica, so the leader never really changes it.
+func (l *Local) AlterPartition(_ context.Context, topic string, partition int32, st PartitionState, expect int64) (int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := l.snap.Topics[topic]
+	if t == nil || partition < 0 || int(partition) >= len(t.Partitions) {
+		return 0, ErrUnknownTopic
+	}
+	if t.Partitions[partition].Version != expect {
+		return 0, ErrStaleState
+	}
+	nt := *t
+	nt.Partitions = append([]Partition(nil), t.Partitions...)
+	pm := &nt.Partitions[partition]
+	pm.ISR = append([]int32(nil), st.ISR...)
+	pm.Version++
+	s := l.clone()
+	s.Topics[topic] = &nt
+	l.publish(s)
+	return pm.Version, nil
+}

@@ -11,7 +11,13 @@ package kafka
 // length, offset delta, no client control batches) and appended verbatim.
 // Idempotent producers: duplicates of one of the last five batches are
 // acked with their original offset; gaps get OUT_OF_ORDER_SEQUENCE_NUMBER.
-// acks=0 sends no response; acks=-1 waits on the high watermark (ISR).
+// acks=0 sends no response; acks=1 answers once the leader appended;
+// acks=-1 refuses with NOT_ENOUGH_REPLICAS while the ISR is smaller than
+// min.insync.replicas, else appends and waits until the whole ISR has the
+// records (the high watermark passed them), answering
+// NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below the minimum
+// meanwhile and NOT_LEADER_OR_FOLLOWER if leadership moved (both
+// retriable: the idempotent retry is deduplicated).
 
 import (
 	"context"
@@ -27,10 +33,11 @@ func handleProduce(s *Server, cc *clientConn, kreq kmsg.Request) kmsg.Response {
 	req := kreq.(*kmsg.ProduceRequest)
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 	type waitOn struct {
-		p    *partition
-		last int64
-		ti   int
-		pi   int
+		p     *partition
+		last  int64
+		epoch int32
+		ti    int
+		pi    int
 	}
 	var waits []waitOn
 	if req.TransactionID != nil {
@@ -76,7 +83,7 @@ func handleProduce(s *Server, cc *clientConn, kreq kmsg.Request) kmsg.Response {
 				}
 				if req.Acks == -1 {
 					p.mu.Lock()
-					short := len(p.isr) < p.minISR
+					short := p.leader == p.self && len(p.isr) < p.minISR
 					p.mu.Unlock()
 					if short {
 						sp.ErrorCode = kerr.NotEnoughReplicas.Code
@@ -93,7 +100,7 @@ func handleProduce(s *Server, cc *clientConn, kreq kmsg.Request) kmsg.Response {
 					sp.LogStartOffset = p.log.LogStartOffset()
 					s.metrics.produced.Add(res.lastOffset - res.baseOffset + 1)
 					if req.Acks == -1 {
-						waits = append(waits, waitOn{p, res.lastOffset, len(resp.Topics), len(st.Partitions)})
+						waits = append(waits, waitOn{p, res.lastOffset, res.epoch, len(resp.Topics), len(st.Partitions)})
 					}
 				}
 			}
@@ -108,9 +115,20 @@ func handleProduce(s *Server, cc *clientConn, kreq kmsg.Request) kmsg.Response {
 		// The hook for acks=all: wait until the ISR has every appended record.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(req.TimeoutMillis)*time.Millisecond)
 		defer cancel()
+		go func() {
+			select {
+			case <-s.closing:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
 		for _, w := range waits {
-			if err := w.p.awaitHW(ctx, w.last); err != nil {
-				resp.Topics[w.ti].Partitions[w.pi].ErrorCode = kerr.RequestTimedOut.Code
+			if code := w.p.awaitHW(ctx, w.last, w.epoch); code != 0 {
+				sp := &resp.Topics[w.ti].Partitions[w.pi]
+				sp.ErrorCode = code
+				if code != kerr.NotEnoughReplicasAfterAppend.Code {
+					sp.BaseOffset = -1
+				}
 			}
 		}
 	}

@@ -10,8 +10,10 @@ package kafka
 // Data comes straight from the segment files (pread, no re-encoding),
 // starting at the batch containing the fetch offset, whole batches only,
 // at least one batch even beyond the byte limits (KIP-74). Consumers read
-// up to the high watermark; a follower (ReplicaID >= 0, issue 7) will read
-// up to the log end. MaxWaitMillis/MinBytes long-poll on partition waiters.
+// up to the high watermark; a follower (ReplicaID >= 0, its broker id)
+// reads up to the log end, and its fetch offset is its replication
+// position (replica.go). MaxWaitMillis/MinBytes long-poll on partition
+// waiters, woken by appends, HW moves and leadership changes.
 
 import (
 	"errors"
@@ -115,10 +117,25 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bo
 					continue
 				}
 			}
+			var upTo int64
+			if req.ReplicaID >= 0 {
+				// A follower: record its position (it has everything below
+				// the offset it asks for), which may move the HW and let it
+				// into the ISR; it reads up to the log end.
+				p.mu.Lock()
+				expand := p.leader == p.self && p.updateFollower(req.ReplicaID, rp.FetchOffset, time.Now())
+				p.mu.Unlock()
+				if expand {
+					s.kickISR()
+				}
+				upTo = p.log.LogEndOffset()
+			}
 			hw := p.hw.Load()
 			sp.HighWatermark, sp.LastStableOffset = hw, hw
 			sp.LogStartOffset = p.log.LogStartOffset()
-			upTo := hw
+			if req.ReplicaID < 0 {
+				upTo = hw
+			}
 			limit := int(rp.PartitionMaxBytes)
 			if rem := maxBytes - total; rem < limit {
 				limit = rem

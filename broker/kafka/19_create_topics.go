@@ -63,7 +63,7 @@ func handleCreateTopics(s *Server, cc *clientConn, kreq kmsg.Request) kmsg.Respo
 			fail(kerr.InvalidRequest.Code, "manual replica assignment is not supported")
 		case parts <= 0:
 			fail(kerr.InvalidPartitions.Code, "number of partitions must be positive")
-		case rf <= 0 || int(rf) > len(s.store.Snapshot().Brokers):
+		case rf <= 0 || int(rf) > len(s.store.Snapshot().LiveBrokers()):
 			fail(kerr.InvalidReplicationFactor.Code, "replication factor larger than the number of brokers")
 		case cfgErr != nil:
 			fail(kerr.InvalidConfig.Code, cfgErr.Error())

@@ -82,6 +82,8 @@ func TestCoordinatorCluster(t *testing.T) {
 	// Topic deletion reaches the other broker's disk.
 	del := kmsg.NewPtrDeleteTopicsRequest()
 	del.TopicNames = []string{"ct"}
+	name := "ct"
+	del.Topics = []kmsg.DeleteTopicsRequestTopic{{Topic: &name}} // v6+
 	if _, err := del.RequestWith(ctx, cl); err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,7 @@ func (s groupState) String() string {
 
 type groupCoordinator struct {
 	s       *Server
-	offsets *offsetStore
+	offsets offsetBackend
 
 	mu     sync.Mutex
 	groups map[string]*group
@@ -85,6 +85,9 @@ type member struct {
 }
 
 func newGroupCoordinator(s *Server) (*groupCoordinator, error) {
+	if s.coord != nil {
+		return &groupCoordinator{s: s, offsets: &coordOffsets{c: s.coord}, groups: map[string]*group{}}, nil
+	}
 	os, err := openOffsetStore(s.cfg.LogDir)
 	if err != nil {
 		return nil, err
@@ -140,7 +143,13 @@ func (c *groupCoordinator) expireLoop() {
 	}
 }
 
-func (c *groupCoordinator) topicDeleted(topic string) { c.offsets.deleteTopic(topic) }
+func (c *groupCoordinator) topicDeleted(topic string) {
+	if _, ok := c.offsets.(*coordOffsets); ok {
+		go c.offsets.deleteTopic(topic) // a coordinator round trip; not under the topic lock
+		return
+	}
+	c.offsets.deleteTopic(topic)
+}
 
 func (s *Server) isCoordinator(group string) bool {
 	b, ok := s.topics.snapshot().GroupCoordinator(group)

@@ -9,11 +9,9 @@ package kafka
 // machine crash can lose the last moments, and a torn last line is
 // ignored on replay.
 //
-// Why a local file rather than the coordinator (etcd): commits are
-// frequent (every consumer, every few seconds, per partition) and etcd is
-// sized for metadata, not a write stream; with replication (issue 7) the
-// natural home is a replicated internal partition. Until then, in a
-// multi-broker cluster a group's offsets live on its coordinator broker.
+// This file store is single-node mode's. In a cluster, offsets live in the
+// coordinator (groups_store_coord.go), so they survive a group moving to
+// another coordinator broker.
 
 import (
 	"bufio"

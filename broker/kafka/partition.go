@@ -3,8 +3,10 @@ package kafka
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	dlog "github.com/drover/drover/broker/log"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -12,12 +14,15 @@ import (
 
 // partition is a local replica of one topic partition.
 //
-// Replication (issue 7) hooks: leader/leaderEpoch/replicas/isr come from the
-// partition state in the metadata store; hw is distinct from the log end
-// offset and is what consumers may read up to; advanceHW is where follower
-// fetch positions will be folded in (today, with the ISR being just this
-// broker, HW = log end after every append); awaitHW is where acks=all waits;
-// followers append with log.AppendFollower and truncate with log.TruncateTo.
+// leader/leaderEpoch/replicas/isr come from the partition state in the
+// metadata store (applyState); hw is distinct from the log end offset and
+// is what consumers may read up to. As leader, follower fetch positions are
+// folded in by updateFollower and the HW is the smallest log end of the ISR
+// (plus replicas being added to it: a "maximal" ISR, so the HW never counts
+// on a set smaller than the one being written); acks=all waits in awaitHW.
+// As follower (replica.go) the log is truncated at the epoch boundary and
+// then appended with log.AppendFollower, keeping the leader's offsets and
+// epochs; the HW follows the leader's.
 type partition struct {
 	topic   string
 	index   int32
@@ -33,6 +38,16 @@ type partition struct {
 	maxMsgBytes int
 	minISR      int
 	producers   map[int64]*producerState
+
+	isrVersion int64 // store version of the state isr came from
+	leaderInc  int64 // LeaderIncarnation of the state
+	// Leader side.
+	followers  map[int32]*followerState
+	pendingISR []int32 // replicas being added to the ISR (write in flight)
+	isrBusy    bool    // an ISR write is in flight
+	epochStart int64   // log end when this leadership began
+	// Follower side.
+	needTruncate bool
 
 	hw atomic.Int64
 
@@ -53,6 +68,14 @@ type seqBatch struct {
 }
 
 const maxProducerBatches = 5
+
+// followerState is the leader's view of one follower.
+type followerState struct {
+	leo                int64 // -1: unknown this leadership
+	lastFetch          time.Time
+	lastFetchLeaderLEO int64
+	lastCaughtUp       time.Time
+}
 
 func (p *partition) isLeader() bool {
 	p.mu.Lock()
@@ -131,6 +154,7 @@ var errNotLeader = errors.New("not leader")
 type appendResult struct {
 	baseOffset int64
 	lastOffset int64
+	epoch      int32
 	code       int16
 	errMsg     string
 }
@@ -165,7 +189,7 @@ func (p *partition) appendLeader(raw []byte) appendResult {
 			return appendResult{code: code}
 		}
 		if dup >= 0 {
-			return appendResult{baseOffset: dup, lastOffset: dup + int64(hdrs[0].LastOffsetDelta)}
+			return appendResult{baseOffset: dup, lastOffset: dup + int64(hdrs[0].LastOffsetDelta), epoch: p.leaderEpoch}
 		}
 	}
 	base, err := p.log.Append(batches, hdrs, p.leaderEpoch)
@@ -189,36 +213,103 @@ func (p *partition) appendLeader(raw []byte) appendResult {
 		}
 	}
 	last := hdrs[len(hdrs)-1].LastOffset()
-	p.advanceHW()
-	return appendResult{baseOffset: base, lastOffset: last}
+	if !p.advanceHW() && len(p.replicas) > 1 {
+		p.notify() // followers long-polling for new data
+	}
+	return appendResult{baseOffset: base, lastOffset: last, epoch: p.leaderEpoch}
 }
 
-// advanceHW moves the high watermark to the smallest log end offset of the
-// ISR. With replication absent the ISR is this broker alone. Callers hold mu.
-func (p *partition) advanceHW() {
-	leo := p.log.LogEndOffset()
-	if leo > p.hw.Load() {
-		p.hw.Store(leo)
+// advanceHW moves the high watermark (as leader) to the smallest log end
+// offset of the ISR, counting replicas being added. Callers hold mu. It
+// reports whether the HW moved (waiters were notified).
+func (p *partition) advanceHW() bool {
+	if p.leader != p.self {
+		return false
+	}
+	hw := p.log.LogEndOffset()
+	check := func(r int32) {
+		if r == p.self {
+			return
+		}
+		f := p.followers[r]
+		if f == nil || f.leo < 0 {
+			hw = -1
+		} else if f.leo < hw {
+			hw = f.leo
+		}
+	}
+	for _, r := range p.isr {
+		check(r)
+	}
+	for _, r := range p.pendingISR {
+		check(r)
+	}
+	if hw > p.hw.Load() {
+		p.hw.Store(hw)
 		p.notify()
+		return true
 	}
+	return false
 }
 
-// awaitHW blocks until the high watermark passes offset (acks=all). With
-// an ISR of one it returns at once; replication makes it wait for followers.
-func (p *partition) awaitHW(ctx context.Context, offset int64) error {
-	if p.hw.Load() > offset {
-		return nil
+// updateFollower records a follower's fetch position (as leader, callers
+// hold mu), following Kafka's notion of caught up: a fetch at the log end,
+// or at least at the log end of the follower's previous fetch. It reports
+// whether the follower should now join the ISR.
+func (p *partition) updateFollower(id int32, offset int64, now time.Time) (expand bool) {
+	if p.followers == nil {
+		p.followers = map[int32]*followerState{}
 	}
-	ch := p.addWaiter()
-	defer p.removeWaiter(ch)
-	for p.hw.Load() <= offset {
+	f := p.followers[id]
+	if f == nil {
+		f = &followerState{leo: -1, lastCaughtUp: now}
+		p.followers[id] = f
+	}
+	leo := p.log.LogEndOffset()
+	if offset > leo {
+		return false
+	}
+	switch {
+	case offset >= leo:
+		f.lastCaughtUp = now
+	case offset >= f.lastFetchLeaderLEO && !f.lastFetch.IsZero():
+		f.lastCaughtUp = f.lastFetch
+	}
+	f.leo, f.lastFetch, f.lastFetchLeaderLEO = offset, now, leo
+	p.advanceHW()
+	return !slices.Contains(p.isr, id) && !slices.Contains(p.pendingISR, id) &&
+		offset >= p.hw.Load() && offset >= p.epochStart
+}
+
+// awaitHW blocks until the high watermark passes offset (acks=all), while
+// this broker still leads at epoch. It returns the produce error code.
+func (p *partition) awaitHW(ctx context.Context, offset int64, epoch int32) int16 {
+	var ch chan struct{}
+	for {
+		p.mu.Lock()
+		lead := p.leader == p.self && p.leaderEpoch == epoch
+		hw := p.hw.Load()
+		short := len(p.isr) < p.minISR
+		p.mu.Unlock()
+		switch {
+		case !lead:
+			return kerr.NotLeaderForPartition.Code
+		case hw > offset && short:
+			return kerr.NotEnoughReplicasAfterAppend.Code
+		case hw > offset:
+			return 0
+		}
+		if ch == nil {
+			ch = p.addWaiter()
+			defer p.removeWaiter(ch)
+			continue // the HW may have moved before we registered
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return ctx.Err()
+			return kerr.RequestTimedOut.Code
 		}
 	}
-	return nil
 }
 
 func (p *partition) addWaiter() chan struct{} {

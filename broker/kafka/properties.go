@@ -18,7 +18,10 @@ type Properties struct {
 	CoordinatorEndpoints []string
 	// AdminListen serves /healthz and /metrics; "" disables it.
 	AdminListen string
-	Warnings    []string
+	// SessionTimeout is broker.session.timeout.ms (zookeeper.session.timeout.ms
+	// accepted too): the registration lease TTL; 0 = cluster.DefaultRegistrationTTL.
+	SessionTimeout time.Duration
+	Warnings       []string
 }
 
 // DefaultAdminListen is admin.listener's default.
@@ -31,7 +34,9 @@ var knownIgnored = map[string]bool{
 	"socket.receive.buffer.bytes": true, "num.recovery.threads.per.data.dir": true,
 	"offsets.topic.replication.factor": true, "transaction.state.log.replication.factor": true,
 	"transaction.state.log.min.isr": true, "zookeeper.connection.timeout.ms": true,
-	"zookeeper.session.timeout.ms": true, "listener.security.protocol.map": true,
+	"listener.security.protocol.map": true, "controlled.shutdown.max.retries": true,
+	"controlled.shutdown.retry.backoff.ms": true, "leader.imbalance.per.broker.percentage": true,
+	"offsets.topic.num.partitions": true, "replica.fetch.max.bytes": true, "num.replica.fetchers": true,
 	"inter.broker.listener.name": true, "log.flush.interval.messages": true, "log.flush.interval.ms": true,
 }
 
@@ -167,6 +172,40 @@ func ParseProperties(path string) (*Properties, error) {
 		case "group.max.session.timeout.ms":
 			n, err = num()
 			c.GroupMaxSessionTimeout = time.Duration(n) * time.Millisecond
+		case "replica.lag.time.max.ms":
+			n, err = num()
+			if err == nil && n <= 0 {
+				err = fmt.Errorf("must be > 0")
+			}
+			c.ReplicaLagTimeMax = time.Duration(n) * time.Millisecond
+		case "unclean.leader.election.enable":
+			c.UncleanLeaderElection, err = strconv.ParseBool(val)
+		case "auto.leader.rebalance.enable":
+			var b bool
+			b, err = strconv.ParseBool(val)
+			c.AutoLeaderRebalance = &b
+		case "leader.imbalance.check.interval.seconds":
+			n, err = num()
+			if err == nil && n <= 0 {
+				err = fmt.Errorf("must be > 0")
+			}
+			c.LeaderImbalanceCheckInterval = time.Duration(n) * time.Second
+		case "controlled.shutdown.enable":
+			var b bool
+			b, err = strconv.ParseBool(val)
+			c.ControlledShutdown = &b
+		case "controlled.shutdown.timeout.ms":
+			n, err = num()
+			if err == nil && n <= 0 {
+				err = fmt.Errorf("must be > 0")
+			}
+			c.ControlledShutdownTimeout = time.Duration(n) * time.Millisecond
+		case "broker.session.timeout.ms", "zookeeper.session.timeout.ms":
+			n, err = num()
+			if err == nil && n < 1000 {
+				err = fmt.Errorf("must be >= 1000")
+			}
+			p.SessionTimeout = time.Duration(n) * time.Millisecond
 		case "admin.listener":
 			p.AdminListen = val
 			if val == "none" {

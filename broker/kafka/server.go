@@ -55,6 +55,22 @@ type Config struct {
 	GroupMinSessionTimeout     time.Duration
 	GroupMaxSessionTimeout     time.Duration
 
+	// ReplicaLagTimeMax is replica.lag.time.max.ms: a follower not caught
+	// up for this long leaves the ISR (default 10s; Kafka's is 30s).
+	ReplicaLagTimeMax time.Duration
+	// UncleanLeaderElection is unclean.leader.election.enable's default.
+	UncleanLeaderElection bool
+	// AutoLeaderRebalance (auto.leader.rebalance.enable, default on) and
+	// LeaderImbalanceCheckInterval (leader.imbalance.check.interval.seconds,
+	// default 10s): the controller moves leadership back to preferred replicas.
+	AutoLeaderRebalance          *bool
+	LeaderImbalanceCheckInterval time.Duration
+	// ControlledShutdown (controlled.shutdown.enable, default on) moves
+	// leadership away before stopping, waiting at most
+	// ControlledShutdownTimeout (controlled.shutdown.timeout.ms, default 30s).
+	ControlledShutdown        *bool
+	ControlledShutdownTimeout time.Duration
+
 	Logger *slog.Logger
 }
 
@@ -109,6 +125,23 @@ func (c *Config) withDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if c.ReplicaLagTimeMax <= 0 {
+		c.ReplicaLagTimeMax = 10 * time.Second
+	}
+	if c.AutoLeaderRebalance == nil {
+		t := true
+		c.AutoLeaderRebalance = &t
+	}
+	if c.LeaderImbalanceCheckInterval <= 0 {
+		c.LeaderImbalanceCheckInterval = 10 * time.Second
+	}
+	if c.ControlledShutdown == nil {
+		t := true
+		c.ControlledShutdown = &t
+	}
+	if c.ControlledShutdownTimeout <= 0 {
+		c.ControlledShutdownTimeout = 30 * time.Second
+	}
 }
 
 // Server is one broker.
@@ -118,10 +151,15 @@ type Server struct {
 	store cluster.Store
 	ln    net.Listener
 
-	topics  *topicManager
-	groups  *groupCoordinator
-	pids    *pidAllocator
-	metrics metrics
+	topics   *topicManager
+	replicas *replicaManager
+	isrKick  chan struct{}
+	coord    *cluster.Coord // nil in single-node mode
+	ctlStop  context.CancelFunc
+	ctlDone  chan struct{}
+	groups   *groupCoordinator
+	pids     *pidAllocator
+	metrics  metrics
 
 	mu      sync.Mutex
 	conns   map[*clientConn]struct{}
@@ -153,7 +191,10 @@ func New(cfg Config) (*Server, error) {
 	if err := writeMetaProperties(cfg.LogDir, cfg.BrokerID, s.store.Snapshot().ClusterID); err != nil {
 		return nil, err
 	}
+	s.coord, _ = s.store.(*cluster.Coord)
 	s.pids = &pidAllocator{store: s.store}
+	s.isrKick = make(chan struct{}, 1)
+	s.replicas = newReplicaManager(s)
 	s.topics = newTopicManager(s)
 	var err error
 	if s.groups, err = newGroupCoordinator(s); err != nil {
@@ -204,10 +245,20 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("register broker: %w", err)
 	}
 	s.topics.reconcile()
-	s.bg.Add(3)
+	s.bg.Add(4)
 	go s.watchMetadata()
 	go s.retentionLoop()
 	go s.groups.expireLoop()
+	go s.isrLoop()
+	if s.coord != nil {
+		cctx, cancel := context.WithCancel(context.Background())
+		s.ctlStop, s.ctlDone = cancel, make(chan struct{})
+		go func() {
+			defer close(s.ctlDone)
+			s.coord.RunController(cctx, cluster.ControllerConfig{Unclean: s.cfg.UncleanLeaderElection,
+				Rebalance: *s.cfg.AutoLeaderRebalance, RebalanceInterval: s.cfg.LeaderImbalanceCheckInterval, Logger: s.log})
+		}()
+	}
 	s.wg.Add(1)
 	go s.acceptLoop()
 	s.log.Info("listening", "addr", ln.Addr().String(), "advertised", net.JoinHostPort(host, strconv.Itoa(int(port))), "broker.id", s.cfg.BrokerID)
@@ -242,9 +293,57 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 // Store is the metadata backend in use.
 func (s *Server) Store() cluster.Store { return s.store }
 
-// Stop shuts down gracefully: stop accepting, let in-flight requests finish
-// (long-poll fetches return early), deregister, close logs.
+// incarnation is this broker's registration incarnation (0 in single-node mode).
+func (s *Server) incarnation() int64 {
+	if s.coord == nil {
+		return 0
+	}
+	return s.coord.Incarnation()
+}
+
+// controlledShutdown hands leadership over before stopping: mark this
+// broker as shutting down, then wait (bounded) until the controller has
+// moved every leadership it can and taken us out of the ISRs. Clients see
+// NOT_LEADER_OR_FOLLOWER and move on; acks=all producers lose nothing.
+func (s *Server) controlledShutdown() {
+	if s.coord == nil || !*s.cfg.ControlledShutdown {
+		return
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ControlledShutdownTimeout)
+	defer cancel()
+	if err := s.coord.BeginShutdown(ctx); err != nil {
+		s.log.Warn("controlled shutdown", "err", err)
+		return
+	}
+	for {
+		ch := s.store.Changed()
+		snap := s.store.Snapshot()
+		if snap.ControlledShutdownDone(s.cfg.BrokerID) {
+			s.log.Info("controlled shutdown: leadership moved", "took", time.Since(start))
+			return
+		}
+		select {
+		case <-ch:
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			s.log.Warn("controlled shutdown timed out; stopping anyway", "after", time.Since(start))
+			return
+		}
+	}
+}
+
+// Stop shuts down gracefully: hand leadership over (controlled shutdown),
+// stop accepting, let in-flight requests finish (long-poll fetches return
+// early), deregister, close logs.
 func (s *Server) Stop() error {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	s.controlledShutdown()
 	s.mu.Lock()
 	if s.stopped {
 		s.mu.Unlock()
@@ -274,6 +373,11 @@ func (s *Server) Stop() error {
 		<-done
 	}
 	s.bg.Wait()
+	s.replicas.stop()
+	if s.ctlStop != nil {
+		s.ctlStop()
+		<-s.ctlDone
+	}
 	err := s.store.Close()
 	s.groups.close()
 	s.topics.close()
@@ -542,4 +646,36 @@ func cutProp(line string) (string, string, bool) {
 		}
 	}
 	return "", "", false
+}
+
+// kill stops the broker the way kill -9 would look to the rest of the
+// cluster (tests): connections drop at once, nothing is handed over, the
+// registration is not revoked but left to expire, logs are not marked clean.
+func (s *Server) kill() {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.stopped = true
+	close(s.closing)
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	for cc := range s.conns {
+		cc.conn.Close()
+	}
+	s.mu.Unlock()
+	s.replicas.stop()
+	if s.coord != nil {
+		s.coord.Abandon()
+	}
+	if s.ctlStop != nil {
+		s.ctlStop()
+		<-s.ctlDone
+	}
+	s.wg.Wait()
+	s.bg.Wait()
+	s.groups.close()
+	s.topics.close()
 }

@@ -144,6 +144,8 @@ func (tm *topicManager) reconcile() {
 	tm.mu.Lock()
 	defer tm.mu.Unlock()
 	tm.snap = snap
+	selfInc := s.incarnation()
+	now := time.Now()
 	for name, t := range snap.Topics {
 		cfg := s.effectiveConfig(t)
 		lc := logConfig(cfg)
@@ -157,12 +159,14 @@ func (tm *topicManager) reconcile() {
 			}
 			p := local[pm.Index]
 			if p != nil && p.topicID != t.ID {
+				s.replicas.unfollow(p)
 				p.log.Delete()
 				delete(local, pm.Index)
 				p = nil
 			}
 			if !mine {
 				if p != nil {
+					s.replicas.unfollow(p)
 					p.log.Delete()
 					delete(local, pm.Index)
 				}
@@ -183,12 +187,13 @@ func (tm *topicManager) reconcile() {
 				p.log.SetConfig(lc)
 			}
 			p.mu.Lock()
-			p.leader, p.leaderEpoch, p.replicas, p.isr = pm.Leader, pm.LeaderEpoch, pm.Replicas, pm.ISR
 			p.maxMsgBytes, p.minISR = maxMsg, minISR
-			if p.leader == p.self {
-				p.advanceHW()
-			}
 			p.mu.Unlock()
+			if from := p.applyState(pm, selfInc, now); from >= 0 {
+				s.replicas.follow(p, from)
+			} else {
+				s.replicas.unfollow(p)
+			}
 		}
 	}
 	for name, local := range tm.parts {
@@ -196,6 +201,7 @@ func (tm *topicManager) reconcile() {
 			continue
 		}
 		for _, p := range local {
+			s.replicas.unfollow(p)
 			p.log.Delete()
 		}
 		delete(tm.parts, name)
@@ -252,6 +258,19 @@ func (tm *topicManager) open(t *cluster.Topic, idx int32, lc dlog.Config) (*part
 	}
 	p.log = l
 	return p, nil
+}
+
+// all returns every local replica.
+func (tm *topicManager) all() []*partition {
+	tm.mu.RLock()
+	defer tm.mu.RUnlock()
+	var ps []*partition
+	for _, local := range tm.parts {
+		for _, p := range local {
+			ps = append(ps, p)
+		}
+	}
+	return ps
 }
 
 func (tm *topicManager) enforceRetention() {

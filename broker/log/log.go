@@ -553,3 +553,40 @@ func syncDir(dir string) {
 		d.Close()
 	}
 }
+
+// Reset empties the log and restarts it at offset: a follower whose log
+// end is below the leader's log start (the leader deleted what it lacks).
+func (l *Log) Reset(offset int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return errClosed
+	}
+	for _, s := range l.segs {
+		s.remove()
+	}
+	s, err := createSegment(l.dir, offset)
+	if err != nil {
+		return err
+	}
+	l.segs = []*segment{s}
+	l.logStart = offset
+	l.writeLogStart()
+	l.epochs.entries = nil
+	return l.epochs.flush()
+}
+
+// ActiveBase is the base offset of the active segment (producer state is
+// rebuilt from there after a truncation, as on recovery).
+func (l *Log) ActiveBase() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.active().base
+}
+
+// LatestEpoch is the newest leader epoch in the log, or -1.
+func (l *Log) LatestEpoch() int32 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.epochs.Latest()
+}

@@ -73,6 +73,9 @@ func run() int {
 			logger.Error("connect to coordinator", "endpoints", props.CoordinatorEndpoints, "err", err)
 			return 1
 		}
+		if props.SessionTimeout > 0 {
+			st.TTL = props.SessionTimeout
+		}
 		cfg.Store = st
 	}
 	srv, err := kafka.New(cfg)
