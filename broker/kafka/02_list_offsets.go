@@ -6,7 +6,9 @@ package kafka
 // consumer may read), -3 (v7) = the record with the largest timestamp;
 // otherwise the first batch whose max timestamp is >= the target (batch
 // granularity: records are never decoded on the broker). No match answers
-// offset -1, timestamp -1, as Kafka does.
+// offset -1, timestamp -1, as Kafka does. A partition listed twice in one
+// request answers INVALID_REQUEST for each entry, as Kafka's duplicate
+// check does (one answer per partition is ambiguous for the client).
 
 import (
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -19,6 +21,16 @@ func handleListOffsets(s *Server, cc *clientConn, kreq kmsg.Request) kmsg.Respon
 	req := kreq.(*kmsg.ListOffsetsRequest)
 	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
 	snap := s.topics.snapshot()
+	type tpKey struct {
+		topic     string
+		partition int32
+	}
+	dups := map[tpKey]int{}
+	for _, rt := range req.Topics {
+		for _, rp := range rt.Partitions {
+			dups[tpKey{rt.Topic, rp.Partition}]++
+		}
+	}
 	for _, rt := range req.Topics {
 		st := kmsg.NewListOffsetsResponseTopic()
 		st.Topic = rt.Topic
@@ -29,6 +41,10 @@ func handleListOffsets(s *Server, cc *clientConn, kreq kmsg.Request) kmsg.Respon
 			sp.Timestamp, sp.Offset, sp.LeaderEpoch = -1, -1, -1
 			st.Partitions = append(st.Partitions, sp)
 			out := &st.Partitions[len(st.Partitions)-1]
+			if dups[tpKey{rt.Topic, rp.Partition}] > 1 {
+				out.ErrorCode = kerr.InvalidRequest.Code
+				continue
+			}
 			if rt.Topic == offsetsTopic && rp.Partition == 0 {
 				out.Offset = 0
 				continue
