@@ -26,8 +26,39 @@ import (
 func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 
 type sample struct {
-	wall time.Duration
-	rss  int64 // peak RSS in KiB (VmHWM)
+	wall   time.Duration
+	rss    int64   // peak RSS in KiB (VmHWM)
+	phases []phase // droverapply's own per-phase wall times, when it printed them
+}
+
+// phase is one engine phase of a droverapply run: wall seconds from its start to its end, and the
+// part of it spent in the controller-side Prepare before any host is touched.
+type phase struct {
+	name        string
+	total, prep float64
+}
+
+// parsePhases reads the "droverapply phases: connect=T/P ..." line from a run's log.
+func parsePhases(logPath string) []phase {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return nil
+	}
+	var out []phase
+	for _, l := range strings.Split(string(b), "\n") {
+		rest, ok := strings.CutPrefix(l, "droverapply phases:")
+		if !ok {
+			continue
+		}
+		for _, f := range strings.Fields(rest) {
+			name, v, _ := strings.Cut(f, "=")
+			t, p, _ := strings.Cut(v, "/")
+			tf, _ := strconv.ParseFloat(t, 64)
+			pf, _ := strconv.ParseFloat(p, 64)
+			out = append(out, phase{strings.ReplaceAll(name, "_", " "), tf, pf})
+		}
+	}
+	return out
 }
 
 func main() {
@@ -222,7 +253,9 @@ func bench(ctx context.Context, ns []int, runs, concurrency int, d droverSpec, o
 				}
 				cmdline := expand(droverCmd, cf, f, n, concurrency)
 				// exec: the measured process is the command itself, not the shell.
-				s, err := measure(ctx, timeout, filepath.Join(cf.Dir, "drover.log"), "/bin/sh", "-c", "exec "+cmdline)
+				logPath := filepath.Join(cf.Dir, "drover.log")
+				s, err := measure(ctx, timeout, logPath, "/bin/sh", "-c", "exec "+cmdline)
+				s.phases = parsePhases(logPath)
 				if err != nil {
 					logf("run %d N=%d drover failed: %v", r+1, n, err)
 					if droverErr[n] == nil {
@@ -429,6 +462,7 @@ func report(ns []int, runs, concurrency int, d droverSpec, floor, drover map[int
 		}
 	}
 	b.WriteString("- targets (issue 9): drover <= 1.3x the floor, drover peak memory < 500 MB at N=500\n\n")
+	b.WriteString(phaseTable(ns, floor, drover))
 	for _, n := range ns {
 		if err := droverErr[n]; err != nil {
 			msg := strings.ReplaceAll(err.Error(), "|", "/")
@@ -452,4 +486,52 @@ func loadavg() string {
 		return "unknown"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// phaseTable is "where drover's time goes": median wall seconds of each engine phase (the part in
+// the controller-side Prepare in parentheses) next to the floor, when droverapply reported them.
+func phaseTable(ns []int, floor, drover map[int]map[int]sample) string {
+	var names []string
+	seen := map[string]bool{}
+	for _, n := range ns {
+		for _, s := range drover[n] {
+			for _, p := range s.phases {
+				if !seen[p.name] {
+					seen[p.name] = true
+					names = append(names, p.name)
+				}
+			}
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("Where drover's time goes: median wall seconds of each engine phase, a barrier across all hosts " +
+		"(in parentheses: the controller-side Prepare before any host is touched), next to the whole floor.\n\n")
+	b.WriteString("| N | floor s | " + strings.Join(names, " | ") + " | drover s |\n|---:|---:|" + strings.Repeat("---:|", len(names)+1) + "\n")
+	for _, n := range ns {
+		fw, _, _ := medians(floor[n])
+		dw, _, _ := medians(drover[n])
+		cells := []string{strconv.Itoa(n), fmt.Sprintf("%.2f", fw.Seconds())}
+		for _, name := range names {
+			var tot, prep []float64
+			for _, s := range drover[n] {
+				for _, p := range s.phases {
+					if p.name == name {
+						tot, prep = append(tot, p.total), append(prep, p.prep)
+					}
+				}
+			}
+			c := fmt.Sprintf("%.2f", results.Median(tot))
+			if mp := results.Median(prep); mp >= 0.005 {
+				c += fmt.Sprintf(" (%.2f)", mp)
+			}
+			cells = append(cells, c)
+		}
+		cells = append(cells, fmt.Sprintf("%.2f", dw.Seconds()))
+		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+	}
+	b.WriteString("\n")
+	return b.String()
 }

@@ -25,6 +25,8 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -161,7 +163,8 @@ func run(ctx context.Context, invPath, sshConfig, binDir string, forks int, setu
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	r := &engine.Runner{Forks: forks, Sink: engine.Tee(d, runlog)}
+	ph := &phaseTimes{}
+	r := &engine.Runner{Forks: forks, Sink: engine.Tee(d, runlog, ph)}
 	res := r.Run(ctx, hosts,
 		engine.Connect{Dial: func(ctx context.Context, h *engine.Host) (engine.Conn, error) {
 			c, err := pool.Connect(ctx, sshx.TargetFor(h.Data.(*inventory.Host)))
@@ -176,6 +179,8 @@ func run(ctx context.Context, invPath, sshConfig, binDir string, forks int, setu
 		&engine.Apply{Name: "apply brokers", Plan: planFor},
 	)
 	d.Finish(res)
+	// One line bench/fanout parses into its "where the time goes" table.
+	fmt.Fprintf(os.Stderr, "droverapply phases:%s\n", ph.String())
 	fmt.Fprintf(os.Stderr, "droverapply: %d hosts, %d changed, exit %d, engine %s, process %s (setup=%v)\n",
 		len(hosts), res.Changed(), res.ExitCode(), res.Duration.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond), setup)
 	if res.ExitCode() != 0 {
@@ -186,6 +191,41 @@ func run(ctx context.Context, invPath, sshConfig, binDir string, forks int, setu
 		return 3
 	}
 	return 0
+}
+
+// phaseTimes records each phase's wall time (start to done, so including its controller-side
+// Prepare) and the Prepare part alone.
+type phaseTimes struct {
+	mu    sync.Mutex
+	start map[string]time.Time
+	list  []string
+}
+
+func (p *phaseTimes) Handle(ev engine.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch ev.Type {
+	case engine.EventPhaseStart:
+		if p.start == nil {
+			p.start = map[string]time.Time{}
+		}
+		p.start[ev.Phase] = ev.Time
+	case engine.EventPhaseDone:
+		st := p.start[ev.Phase]
+		total := ev.Time.Sub(st)
+		prep := total - ev.Elapsed
+		if ev.Elapsed == 0 || prep < 0 {
+			prep = 0
+		}
+		p.list = append(p.list, fmt.Sprintf(" %s=%.3f/%.3f", strings.ReplaceAll(ev.Phase, " ", "_"), total.Seconds(), prep.Seconds()))
+	}
+}
+
+// String is " phase=total/prepare ..." in seconds.
+func (p *phaseTimes) String() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.list, "")
 }
 
 // withoutSystemd swaps the systemd-bound tasks of a broker plan for file tasks of the same size:
