@@ -105,11 +105,6 @@ func run(ctx context.Context, invPath, sshConfig, binDir string, forks int, setu
 
 	broker := &engine.Artifact{Name: "drover-broker", Path: filepath.Join(binDir, "drover-broker")}
 	agentPath := filepath.Join(binDir, "drover-agent")
-	brokerSHA, err := broker.SHA256()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 
 	// The cluster a real broker's plan is rendered against: 3 coordinators, every farm host a
 	// broker with the local inventory's broker settings.
@@ -139,13 +134,24 @@ func run(ctx context.Context, invPath, sshConfig, binDir string, forks int, setu
 		hosts = append(hosts, &engine.Host{Name: h.Name, Data: h})
 	}
 	if setup {
+		brokerSHA, err := broker.SHA256()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 		if err := seed(invPath, roots, agentPath, broker.Path, brokerSHA); err != nil {
 			fmt.Fprintln(os.Stderr, "seed:", err)
 			return 1
 		}
 	}
 
+	// As in `drover provision`: the artifact is hashed (and compressed) by PushArtifacts' Prepare;
+	// the plan asks for the hash afterwards.
 	planFor := func(h *engine.Host) ([]protocol.Task, []string, error) {
+		brokerSHA, err := broker.SHA256()
+		if err != nil {
+			return nil, nil, err
+		}
 		tasks, err := plan.Tasks(cluster, nodes[h.Name], plan.RoleBroker, brokerSHA)
 		if err != nil {
 			return nil, nil, err
