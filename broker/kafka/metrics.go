@@ -38,11 +38,18 @@ func (s *Server) WriteMetrics(w io.Writer) {
 			fmt.Fprintf(w, "drover_broker_requests_total{api=%q,key=\"%d\"} %d\n", name, k, n)
 		}
 	}
-	parts, led, urp, offline := s.topics.counts()
+	parts, led, urp, offline, curp := s.topics.counts()
 	fmt.Fprintf(w, "# HELP drover_broker_partitions Partitions with a replica on this broker.\n# TYPE drover_broker_partitions gauge\ndrover_broker_partitions %d\n", parts)
 	fmt.Fprintf(w, "# HELP drover_broker_leader_partitions Partitions this broker leads.\n# TYPE drover_broker_leader_partitions gauge\ndrover_broker_leader_partitions %d\n", led)
 	fmt.Fprintf(w, "# HELP drover_broker_under_replicated_partitions Led partitions whose ISR is smaller than the replica set.\n# TYPE drover_broker_under_replicated_partitions gauge\ndrover_broker_under_replicated_partitions %d\n", urp)
 	fmt.Fprintf(w, "# HELP drover_broker_offline_partitions Partitions (cluster-wide) without a live leader.\n# TYPE drover_broker_offline_partitions gauge\ndrover_broker_offline_partitions %d\n", offline)
+	fmt.Fprintf(w, "# HELP drover_cluster_under_replicated_partitions Partitions (cluster-wide) whose ISR is smaller than the replica set.\n# TYPE drover_cluster_under_replicated_partitions gauge\ndrover_cluster_under_replicated_partitions %d\n", curp)
+	ctl := s.store.Snapshot().Controller
+	isCtl := 0
+	if ctl == s.cfg.BrokerID {
+		isCtl = 1
+	}
+	fmt.Fprintf(w, "# HELP drover_broker_active_controller 1 if this broker is the controller.\n# TYPE drover_broker_active_controller gauge\ndrover_broker_active_controller %d\n", isCtl)
 	fmt.Fprintf(w, "# HELP drover_broker_groups Consumer groups coordinated here.\n# TYPE drover_broker_groups gauge\ndrover_broker_groups %d\n", s.groups.count())
 }
 

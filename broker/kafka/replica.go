@@ -544,6 +544,7 @@ type brokerConn struct {
 	corr int32
 	fmt  *kmsg.RequestFormatter
 	buf  []byte
+	rbuf []byte
 }
 
 func dialBroker(addr, clientID string) (*brokerConn, error) {
@@ -579,7 +580,12 @@ func (bc *brokerConn) do(req kmsg.Request, timeout time.Duration, setDL bool) (k
 	if size < 4 || size > 1<<28 {
 		return nil, fmt.Errorf("bad response size %d", size)
 	}
-	body := make([]byte, size)
+	// The buffer is reused: callers consume a response (the follower
+	// appends the fetched records) before the next request.
+	if cap(bc.rbuf) < int(size) {
+		bc.rbuf = make([]byte, size)
+	}
+	body := bc.rbuf[:size]
 	if _, err := io.ReadFull(bc.r, body); err != nil {
 		return nil, err
 	}

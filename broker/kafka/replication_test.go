@@ -2,7 +2,10 @@ package kafka
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
+	"strings"
 	"slices"
 	"strconv"
 	"sync"
@@ -412,6 +415,24 @@ func TestReplicationKillLeader(t *testing.T) {
 	c.start(int(victim - 1))
 	c.waitFor("back in sync", func() bool { return c.fullySynced("kill") })
 	w.waitProgress(c, 500)
+	// A bounce: the leader of partition 1 killed and restarted at once,
+	// before its registration expires. The controller must not let the new
+	// incarnation keep the old leadership (its log may lack what it acked).
+	victim = leaderOf(c.any(), "kill", 1)
+	nd = c.nodes[victim-1]
+	start = time.Now()
+	nd.s.kill()
+	nd.s = nil
+	c.start(int(victim - 1))
+	c.waitFor("leadership re-elected", func() bool {
+		t := c.any().store.Snapshot().Topics["kill"]
+		b, _ := c.any().store.Snapshot().Broker(victim)
+		pm := t.Partitions[1]
+		return pm.Leader >= 0 && (pm.Leader != victim || pm.LeaderIncarnation == b.Incarnation)
+	})
+	t.Logf("bounced leader of partition 1 replaced after %v", time.Since(start).Round(time.Millisecond))
+	c.waitFor("back in sync", func() bool { return c.fullySynced("kill") })
+	w.waitProgress(c, 500)
 	w.finish(c, "(a) leader killed")
 }
 
@@ -442,4 +463,213 @@ func TestReplicationFollowerLag(t *testing.T) {
 	t.Logf("follower %d back in the ISRs after %v", nd.id, time.Since(start).Round(time.Millisecond))
 	w.waitProgress(c, 500)
 	w.finish(c, "(c) follower lag")
+}
+
+func committedTotal(t *testing.T, c *tcluster, group string) int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.seeds()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Group = group
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		resp, err := req.RequestWith(ctx, cl)
+		if err == nil && resp.ErrorCode == 0 {
+			var sum int64
+			for _, rt := range resp.Topics {
+				for _, rp := range rt.Partitions {
+					if rp.ErrorCode == 0 && rp.Offset > 0 {
+						sum += rp.Offset
+					}
+				}
+			}
+			return sum
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("offset fetch: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Committed offsets survive the group's coordinator broker stopping (the
+// group moves to another broker) and coming back (it moves again), and the
+// health view (Metadata ISR, /metrics) shows the under-replication meanwhile.
+func TestGroupOffsetsSurviveCoordinatorMove(t *testing.T) {
+	c := startTestCluster(t, 3, nil)
+	c.createTopic("g", 3, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	p, err := kgo.NewClient(kgo.SeedBrokers(c.seeds()...), kgo.DefaultProduceTopic("g"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for i := range 90 {
+		if err := p.ProduceSync(ctx, &kgo.Record{Value: []byte(strconv.Itoa(i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := kgo.NewClient(kgo.SeedBrokers(c.seeds()...), kgo.ConsumerGroup("gm"), kgo.ConsumeTopics("g"),
+		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for n < 90 {
+		fs := cons.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatal("consume timed out")
+		}
+		n += fs.NumRecords()
+	}
+	if err := cons.CommitUncommittedOffsets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cons.Close()
+	if got := committedTotal(t, c, "gm"); got != 90 {
+		t.Fatalf("committed %d, want 90", got)
+	}
+	co, _ := c.any().store.Snapshot().GroupCoordinator("gm")
+	nd := c.nodes[co.ID-1]
+	if err := nd.s.Stop(); err != nil {
+		t.Log(err)
+	}
+	nd.s = nil
+	if co2, _ := c.any().store.Snapshot().GroupCoordinator("gm"); co2.ID == co.ID {
+		t.Fatalf("group coordinator did not move")
+	}
+	if got := committedTotal(t, c, "gm"); got != 90 {
+		t.Fatalf("after the coordinator moved: committed %d, want 90", got)
+	}
+	// Health view while a broker is down.
+	c.waitFor("under-replicated in metadata and metrics", func() bool {
+		s := c.any()
+		var b strings.Builder
+		s.WriteMetrics(&b)
+		t := s.store.Snapshot().Topics["g"]
+		for _, pm := range t.Partitions {
+			if len(pm.ISR) == len(pm.Replicas) {
+				return false
+			}
+		}
+		return strings.Contains(b.String(), "drover_cluster_under_replicated_partitions 3\n") &&
+			strings.Contains(b.String(), "drover_broker_offline_partitions 0\n")
+	})
+	c.start(int(co.ID - 1))
+	c.waitFor("back in sync", func() bool { return c.fullySynced("g") })
+	if got := committedTotal(t, c, "gm"); got != 90 {
+		t.Fatalf("after the coordinator came back: committed %d, want 90", got)
+	}
+	// Metadata as the provisioner reads it: full ISRs, a live controller.
+	cl, _ := kgo.NewClient(kgo.SeedBrokers(c.seeds()...))
+	defer cl.Close()
+	meta, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta.ControllerID < 1 || meta.ControllerID > 3 {
+		t.Fatalf("controller id %d", meta.ControllerID)
+	}
+	for _, mt := range meta.Topics {
+		if mt.Topic != nil && *mt.Topic == "g" {
+			for _, mp := range mt.Partitions {
+				if mp.Leader < 1 || len(mp.ISR) != 3 || len(mp.Replicas) != 3 {
+					t.Fatalf("metadata partition %+v", mp)
+				}
+			}
+		}
+	}
+}
+
+// CreateTopics refuses a replication factor above the live broker count;
+// acks=all answers NOT_ENOUGH_REPLICAS when the ISR is below min.insync.replicas.
+func TestReplicationFactorAndMinISR(t *testing.T) {
+	c := startTestCluster(t, 3, nil)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.seeds()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "rf4", 1, 4
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Topics[0].ErrorCode != kerr.InvalidReplicationFactor.Code {
+		t.Fatalf("RF 4 on 3 brokers: error %d", resp.Topics[0].ErrorCode)
+	}
+	c.createTopic("mi", 1, 3)
+	// Take two followers away: the ISR drops to 1 < min.insync.replicas=2.
+	leader := leaderOf(c.any(), "mi", 0)
+	for _, nd := range c.nodes {
+		if nd.id != leader {
+			nd.s.Stop()
+			nd.s = nil
+		}
+	}
+	ld := c.nodes[leader-1].s
+	c.waitFor("ISR of one", func() bool { return len(ld.store.Snapshot().Topics["mi"].Partitions[0].ISR) == 1 })
+	pr := kmsg.NewPtrProduceRequest()
+	pr.Acks, pr.TimeoutMillis = -1, 5000
+	pt := kmsg.NewProduceRequestTopic()
+	pt.Topic = "mi"
+	pp := kmsg.NewProduceRequestTopicPartition()
+	pp.Records = testBatch(t)
+	pt.Partitions = append(pt.Partitions, pp)
+	pr.Topics = append(pr.Topics, pt)
+	one, err := kgo.NewClient(kgo.SeedBrokers(ld.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	presp, err := pr.RequestWith(ctx, one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := presp.Topics[0].Partitions[0].ErrorCode; code != kerr.NotEnoughReplicas.Code {
+		t.Fatalf("acks=all with ISR 1 < 2: error %d, want NOT_ENOUGH_REPLICAS", code)
+	}
+	// (kgo rewrites a raw produce request's acks to its own setting.)
+	leaderAcks, err := kgo.NewClient(kgo.SeedBrokers(ld.Addr()), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leaderAcks.Close()
+	pr.Acks = 1
+	presp, err = pr.RequestWith(ctx, leaderAcks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := presp.Topics[0].Partitions[0].ErrorCode; code != 0 {
+		t.Fatalf("acks=1 with ISR 1: error %d", code)
+	}
+}
+
+// testBatch is one uncompressed record batch (no producer id).
+func testBatch(t *testing.T) []byte {
+	var body []byte
+	body = append(body, 0)              // attributes
+	body = binary.AppendVarint(body, 0) // ts delta
+	body = binary.AppendVarint(body, 0) // offset delta
+	body = binary.AppendVarint(body, -1)
+	body = binary.AppendVarint(body, 1)
+	body = append(body, 'x')
+	body = binary.AppendVarint(body, 0) // headers
+	rb := kmsg.RecordBatch{Magic: 2, ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: 1,
+		FirstTimestamp: time.Now().UnixMilli(), MaxTimestamp: time.Now().UnixMilli(),
+		Records: append(binary.AppendVarint(nil, int64(len(body))), body...)}
+	raw := rb.AppendTo(nil)
+	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))
+	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return raw
 }

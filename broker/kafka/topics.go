@@ -293,8 +293,9 @@ func (tm *topicManager) enforceRetention() {
 }
 
 // counts reports local partitions, led partitions, under-replicated led
-// partitions, and offline partitions cluster-wide.
-func (tm *topicManager) counts() (parts, led, urp, offline int) {
+// partitions, and offline and under-replicated partitions cluster-wide
+// (from the metadata, as Metadata answers them).
+func (tm *topicManager) counts() (parts, led, urp, offline, clusterURP int) {
 	tm.mu.RLock()
 	for _, local := range tm.parts {
 		for _, p := range local {
@@ -315,6 +316,9 @@ func (tm *topicManager) counts() (parts, led, urp, offline int) {
 		for _, pm := range t.Partitions {
 			if _, ok := snap.Broker(pm.Leader); !ok {
 				offline++
+			}
+			if len(pm.ISR) < len(pm.Replicas) {
+				clusterURP++
 			}
 		}
 	}
