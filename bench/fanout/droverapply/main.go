@@ -47,6 +47,8 @@ func main() {
 		"without it the run must change nothing (exit 3 otherwise)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the controller to this file")
 	memProfile := flag.String("memprofile", "", "write a heap profile (at the end) to this file")
+	skipPre := flag.Bool("connect-apply-only", false, "diagnosis only: run just the Connect and Apply phases (the agent and "+
+		"artifact are already on the hosts), to see what one session per host would cost")
 	flag.Parse()
 	if *inv == "" || *sshConfig == "" {
 		fmt.Fprintln(os.Stderr, "usage: droverapply -i INVENTORY -F SSH_CONFIG [-setup] [-forks N] [-bin-dir bin]")
@@ -64,7 +66,7 @@ func main() {
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, *inv, *sshConfig, *binDir, *forks, *setup)
+	code := run(ctx, *inv, *sshConfig, *binDir, *forks, *setup, *skipPre)
 	stop()
 	if *cpuProfile != "" {
 		pprof.StopCPUProfile()
@@ -88,7 +90,7 @@ type rootedConn struct {
 
 func (c rootedConn) NodeRoot() string { return c.root }
 
-func run(ctx context.Context, invPath, sshConfig, binDir string, forks int, setup bool) int {
+func run(ctx context.Context, invPath, sshConfig, binDir string, forks int, setup, connectApplyOnly bool) int {
 	t0 := time.Now()
 	inv, err := inventory.Load(invPath)
 	if err != nil {
@@ -171,7 +173,7 @@ func run(ctx context.Context, invPath, sshConfig, binDir string, forks int, setu
 	}
 	ph := &phaseTimes{}
 	r := &engine.Runner{Forks: forks, Sink: engine.Tee(d, runlog, ph)}
-	res := r.Run(ctx, hosts,
+	phases := []engine.Phase{
 		engine.Connect{Dial: func(ctx context.Context, h *engine.Host) (engine.Conn, error) {
 			c, err := pool.Connect(ctx, sshx.TargetFor(h.Data.(*inventory.Host)))
 			if err != nil {
@@ -183,7 +185,11 @@ func run(ctx context.Context, invPath, sshConfig, binDir string, forks int, setu
 		&engine.EnsureAgent{Path: agentPath},
 		&engine.PushArtifacts{For: func(h *engine.Host) []*engine.Artifact { return []*engine.Artifact{broker} }},
 		&engine.Apply{Name: "apply brokers", Plan: planFor},
-	)
+	}
+	if connectApplyOnly && !setup {
+		phases = []engine.Phase{phases[0], phases[3]}
+	}
+	res := r.Run(ctx, hosts, phases...)
 	d.Finish(res)
 	// One line bench/fanout parses into its "where the time goes" table.
 	fmt.Fprintf(os.Stderr, "droverapply phases:%s\n", ph.String())
