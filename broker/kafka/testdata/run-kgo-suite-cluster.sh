@@ -9,7 +9,8 @@
 #      KEEP=1 keeps the temp dir (logs in $TMP/*.log),
 #      HOLD=1 starts the cluster, prints its seeds and waits (no suite;
 #      e.g. for `go run ./bench/broker -cluster SEEDS`); Ctrl-C stops it.
-#      RUN="cmd" runs cmd with $SEEDS set instead of the suite.
+#      RUN="cmd" runs cmd with $SEEDS (and $ADMINS, the brokers' admin
+#      listeners: /metrics, /debug/pprof/) set instead of the suite.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 FRANZ_VERSION=${FRANZ_VERSION:-v1.22.2}
@@ -85,7 +86,8 @@ for _ in $(seq 300); do
 done
 [[ $n == 3 ]] || { echo "cluster did not come up" >&2; tail -20 "$TMP"/*.log >&2; exit 1; }
 echo "drover cluster: seeds $SEEDS (coordinators $CONNECT)" >&2
-export SEEDS
+ADMINS="127.0.0.1:${P[9]},127.0.0.1:${P[10]},127.0.0.1:${P[11]}"
+export SEEDS ADMINS
 if [[ "${HOLD:-}" == 1 ]]; then
 	echo "holding; Ctrl-C stops the cluster" >&2
 	while true; do sleep 3600; done
