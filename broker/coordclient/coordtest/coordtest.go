@@ -41,17 +41,17 @@ func StartCluster(t testing.TB, members int) *Cluster {
 	}
 	root := t.TempDir()
 	c := &Cluster{t: t}
-	peerPorts := make([]int, members)
-	for i := range members {
+	for range members {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatalf("coordtest: client listener: %v", err)
 		}
 		c.lns = append(c.lns, ln)
-		// etcd binds the peer port itself, so the port is found free and released again; the
-		// window for another process to grab it is tiny.
-		peerPorts[i] = freePort(t)
 	}
+	// etcd binds the peer ports itself, so they are found free and released again; the window
+	// for another process to grab one is tiny. They are held open together while chosen, so two
+	// members never get the same port.
+	peerPorts := freePorts(t, members)
 	var servers strings.Builder
 	for i := range members {
 		fmt.Fprintf(&servers, "server.%d=127.0.0.1:%d:%d;%d\n", i+1, peerPorts[i], peerPorts[i], c.lns[i].Addr().(*net.TCPAddr).Port)
@@ -139,14 +139,18 @@ func (c *Cluster) stop() {
 	}
 }
 
-func freePort(t testing.TB) int {
+func freePorts(t testing.TB, n int) []int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("coordtest: free port: %v", err)
+	ports := make([]int, n)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("coordtest: free port: %v", err)
+		}
+		defer ln.Close()
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 // Set DROVER_TEST_COORD_LOG=1 to see the members' logs.
