@@ -110,12 +110,13 @@ func runProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		tasks, err := plan.Tasks(cr.cluster, cr.nodes[h.Name], role, sha)
 		return tasks, plan.Owned, err
 	}
+	artsFor := func(h *engine.Host) []*engine.Artifact { return []*engine.Artifact{roleArt[cr.roles[h.Name]]} }
 	r := &engine.Runner{Forks: f.Forks, Check: *check, Diff: *diff, Sink: engine.Tee(d, runlog)}
 	dial := cr.dialer(f.direct)
 	res := r.Run(ctx, cr.hosts,
 		engine.Connect{Dial: cr.engineDial},
-		&engine.EnsureAgent{Path: agentPath},
-		&engine.PushArtifacts{For: func(h *engine.Host) []*engine.Artifact { return []*engine.Artifact{roleArt[cr.roles[h.Name]]} }},
+		&engine.EnsureAgent{Path: agentPath, Artifacts: artsFor},
+		&engine.PushArtifacts{For: artsFor},
 		&engine.Apply{Name: "apply coordinators", Select: isRole(plan.RoleCoordinator), Plan: planFor},
 		engine.Only(&waitPhase{title: "wait for quorum", fn: func(ctx context.Context, h *engine.Host) error {
 			return waitMember(ctx, dial, net.JoinHostPort(cr.nodes[h.Name].Address, strconv.Itoa(plan.ClientPort)))

@@ -21,37 +21,64 @@ import (
 	"github.com/drover/drover/agent/protocol"
 )
 
-// Artifact is a local file pushed content-addressed to the nodes' store.
+// Artifact is a local file pushed content-addressed to the nodes' store. Its hash is computed
+// once; its compressed form only when some host really needs the upload, so a no-op run never
+// pays for compressing tens of megabytes.
 type Artifact struct {
 	Name string // for messages: "drover-broker"
 	Path string // local file
 
-	once       sync.Once
-	sha256     string
+	hashOnce sync.Once
+	sha256   string
+	err      error
+
+	compOnce   sync.Once
 	compressed []byte
-	err        error
+	compErr    error
 }
 
-// SHA256 hashes and compresses the artifact once (safe for concurrent use).
+// SHA256 hashes the artifact once, streaming (safe for concurrent use).
 func (a *Artifact) SHA256() (string, error) {
-	a.load(a.compressZstd)
-	return a.sha256, a.err
-}
-
-func (a *Artifact) load(compress func([]byte) ([]byte, error)) {
-	a.once.Do(func() {
-		b, err := os.ReadFile(a.Path)
+	a.hashOnce.Do(func() {
+		f, err := os.Open(a.Path)
 		if err != nil {
 			a.err = fmt.Errorf("artifact %s: %w", a.Name, err)
 			return
 		}
-		s := sha256.Sum256(b)
-		a.sha256 = hex.EncodeToString(s[:])
-		a.compressed, a.err = compress(b)
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			a.err = fmt.Errorf("artifact %s: %w", a.Name, err)
+			return
+		}
+		a.sha256 = hex.EncodeToString(h.Sum(nil))
 	})
+	return a.sha256, a.err
 }
 
-func (a *Artifact) compressZstd(b []byte) ([]byte, error) {
+// Compressed returns the artifact compressed with compress, computed once. The bytes are checked
+// against the hash taken before, so a binary rebuilt during the run is not shipped under the old
+// name.
+func (a *Artifact) Compressed(compress func([]byte) ([]byte, error)) ([]byte, error) {
+	if _, err := a.SHA256(); err != nil {
+		return nil, err
+	}
+	a.compOnce.Do(func() {
+		b, err := os.ReadFile(a.Path)
+		if err != nil {
+			a.compErr = fmt.Errorf("artifact %s: %w", a.Name, err)
+			return
+		}
+		if s := sha256.Sum256(b); hex.EncodeToString(s[:]) != a.sha256 {
+			a.compErr = fmt.Errorf("artifact %s changed on disk during the run", a.Name)
+			return
+		}
+		a.compressed, a.compErr = compress(b)
+	})
+	return a.compressed, a.compErr
+}
+
+func compressZstd(b []byte) ([]byte, error) {
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault))
 	if err != nil {
 		return nil, err
@@ -84,6 +111,9 @@ func gzipBytes(b []byte) ([]byte, error) {
 type EnsureAgent struct {
 	// Path of the linux agent binary to push (bin/drover-agent).
 	Path string
+	// Artifacts, when set, lists what the push-artifacts phase will need on h: the check then
+	// also asks the agent which of those hashes the store holds, in the same round trip.
+	Artifacts func(h *Host) []*Artifact
 
 	art Artifact
 }
@@ -92,20 +122,33 @@ func (e *EnsureAgent) Title() string { return "ensure agent" }
 
 func (e *EnsureAgent) Prepare(ctx context.Context, hosts []*Host) error {
 	e.art.Name, e.art.Path = "drover-agent", e.Path
-	e.art.load(gzipBytes)
-	return e.art.err
+	_, err := e.art.SHA256()
+	return err
 }
 
 func (e *EnsureAgent) Run(ctx context.Context, h *Host) error {
 	h.Step("check agent")
 	e.art.Name, e.art.Path = "drover-agent", e.Path
-	e.art.load(gzipBytes)
-	if e.art.err != nil {
-		return e.art.err
+	hash, err := e.art.SHA256()
+	if err != nil {
+		return err
 	}
-	hash := e.art.sha256
 	link := h.NodePath(protocol.AgentPath)
 	check := fmt.Sprintf(`t=$(readlink %s 2>/dev/null); p=$(%s --protocol 2>/dev/null); printf '%%s\n%%s\n' "$t" "$p"`, ShellQuote(link), ShellQuote(link))
+	var want []string
+	if e.Artifacts != nil {
+		for _, a := range e.Artifacts(h) {
+			s, err := a.SHA256()
+			if err != nil {
+				return err
+			}
+			want = append(want, s)
+		}
+		if len(want) > 0 {
+			// only a current agent is asked; an old one is replaced below and asked later
+			check += fmt.Sprintf(`; case "$t" in */%s) [ "$p" = %d ] && %s;; esac; true`, hash, protocol.ProtocolVersion, h.Agent(append([]string{"has"}, want...)...))
+		}
+	}
 	out, err := h.Exec(ctx, check, nil)
 	if err != nil {
 		return err
@@ -119,17 +162,32 @@ func (e *EnsureAgent) Run(ctx context.Context, h *Host) error {
 		proto = strings.TrimSpace(lines[1])
 	}
 	if strings.HasSuffix(target, "/"+hash) && proto == strconv.Itoa(protocol.ProtocolVersion) {
+		if len(want) > 0 {
+			have := map[string]bool{}
+			for _, l := range lines[2:] {
+				if l = strings.TrimSpace(l); l != "" {
+					have[l] = true
+				}
+			}
+			h.mu.Lock()
+			h.have = have
+			h.mu.Unlock()
+		}
 		h.Report("agent", protocol.StatusOK, "agent "+hash[:12])
 		return nil
 	}
 	h.Logf("agent on node: link %q protocol %q; want %s protocol %d", target, proto, hash, protocol.ProtocolVersion)
 	h.Step("upload agent")
+	gz, err := e.art.Compressed(gzipBytes)
+	if err != nil {
+		return err
+	}
 	store, bin := h.NodePath(protocol.StoreDir), h.NodePath(protocol.BinDir)
 	script := fmt.Sprintf(`set -e; umask 022; s=%s; b=%s; mkdir -p "$s" "$b"; t="$s/.up-%s.$$"; trap 'rm -f "$t"' EXIT; `+
 		`gzip -dc > "$t"; echo "%s  $t" | sha256sum -c --status -; chmod 0755 "$t"; mv -f "$t" "$s/%s"; trap - EXIT; `+
 		`ln -sfn ../store/%s "$b/.drover-agent.new"; mv -Tf "$b/.drover-agent.new" "$b/drover-agent"; "$b/drover-agent" --protocol`,
 		ShellQuote(store), ShellQuote(bin), hash[:12], hash, hash, hash)
-	out, err = h.Exec(ctx, h.Privileged(script), bytes.NewReader(e.art.compressed))
+	out, err = h.Exec(ctx, h.Privileged(script), bytes.NewReader(gz))
 	if err != nil {
 		return fmt.Errorf("upload agent: %w", err)
 	}
@@ -143,7 +201,7 @@ func (e *EnsureAgent) Run(ctx context.Context, h *Host) error {
 			from = from[:12]
 		}
 	}
-	h.Report("agent", protocol.StatusChanged, fmt.Sprintf("agent %s -> %s (%d bytes gzip)", from, hash[:12], len(e.art.compressed)))
+	h.Report("agent", protocol.StatusChanged, fmt.Sprintf("agent %s -> %s (%d bytes gzip)", from, hash[:12], len(gz)))
 	return nil
 }
 
@@ -187,14 +245,20 @@ func (p *PushArtifacts) Run(ctx context.Context, h *Host) error {
 		}
 		args = append(args, s)
 	}
-	h.Step("which artifacts exist")
-	out, err := h.Exec(ctx, h.Agent(args...), nil)
-	if err != nil {
-		return err
-	}
-	have := map[string]bool{}
-	for _, l := range strings.Fields(string(out)) {
-		have[l] = true
+	h.mu.Lock()
+	have := h.have // asked by ensure-agent in its own round trip, when it could
+	h.have = nil
+	h.mu.Unlock()
+	if have == nil {
+		h.Step("which artifacts exist")
+		out, err := h.Exec(ctx, h.Agent(args...), nil)
+		if err != nil {
+			return err
+		}
+		have = map[string]bool{}
+		for _, l := range strings.Fields(string(out)) {
+			have[l] = true
+		}
 	}
 	for _, a := range arts {
 		if have[a.sha256] {
@@ -206,13 +270,17 @@ func (p *PushArtifacts) Run(ctx context.Context, h *Host) error {
 			continue
 		}
 		h.Step("upload " + a.Name)
+		zst, err := a.Compressed(compressZstd)
+		if err != nil {
+			return err
+		}
 		cmd := h.Privileged(h.Agent("put", "--sha256", a.sha256, "--compress", "zstd"))
-		if _, err := h.Exec(ctx, cmd, bytes.NewReader(a.compressed)); err != nil {
+		if _, err := h.Exec(ctx, cmd, bytes.NewReader(zst)); err != nil {
 			h.Report(a.Name, protocol.StatusFailed, err.Error())
 			return &HostError{Host: h.Name, Step: "upload " + a.Name, Err: err, Unreachable: IsUnreachable(err)}
 		}
 		have[a.sha256] = true
-		h.Report(a.Name, protocol.StatusChanged, fmt.Sprintf("uploaded %s (%d bytes zstd)", a.sha256[:12], len(a.compressed)))
+		h.Report(a.Name, protocol.StatusChanged, fmt.Sprintf("uploaded %s (%d bytes zstd)", a.sha256[:12], len(zst)))
 	}
 	return nil
 }

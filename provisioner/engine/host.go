@@ -32,6 +32,7 @@ type Host struct {
 	stepAt  time.Time
 	changed map[string]bool           // task ids changed in any apply of this run
 	results map[string]protocol.Event // last final event per task id
+	have    map[string]bool           // store hashes ensure-agent saw, for push-artifacts
 	run     *runState
 }
 
