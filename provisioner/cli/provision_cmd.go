@@ -113,18 +113,22 @@ func runProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	artsFor := func(h *engine.Host) []*engine.Artifact { return []*engine.Artifact{roleArt[cr.roles[h.Name]]} }
 	r := &engine.Runner{Forks: f.Forks, Check: *check, Diff: *diff, Sink: engine.Tee(d, runlog)}
 	dial := cr.dialer(f.direct)
+	// Two barriers only where the cluster needs them: every coordinator in quorum before any
+	// broker is configured. Within each half a host runs its steps back to back.
 	res := r.Run(ctx, cr.hosts,
-		engine.Connect{Dial: cr.engineDial},
-		&engine.EnsureAgent{Path: agentPath, Artifacts: artsFor},
-		&engine.PushArtifacts{For: artsFor},
-		&engine.Apply{Name: "apply coordinators", Select: isRole(plan.RoleCoordinator), Plan: planFor},
-		engine.Only(&waitPhase{title: "wait for quorum", fn: func(ctx context.Context, h *engine.Host) error {
-			return waitMember(ctx, dial, net.JoinHostPort(cr.nodes[h.Name].Address, strconv.Itoa(plan.ClientPort)))
-		}}, isRole(plan.RoleCoordinator)),
-		&engine.Apply{Name: "apply brokers", Select: isRole(plan.RoleBroker), Plan: planFor},
-		engine.Only(&waitPhase{title: "wait until registered", fn: func(ctx context.Context, h *engine.Host) error {
-			return waitRegistered(ctx, dial, cr, h.Name)
-		}}, isRole(plan.RoleBroker)),
+		engine.Pipeline("connect, agent, artifacts, coordinators",
+			engine.Connect{Dial: cr.engineDial},
+			&engine.EnsureAgent{Path: agentPath, Artifacts: artsFor},
+			&engine.PushArtifacts{For: artsFor},
+			&engine.Apply{Name: "apply coordinators", Select: isRole(plan.RoleCoordinator), Plan: planFor},
+			engine.Only(&waitPhase{title: "wait for quorum", fn: func(ctx context.Context, h *engine.Host) error {
+				return waitMember(ctx, dial, net.JoinHostPort(cr.nodes[h.Name].Address, strconv.Itoa(plan.ClientPort)))
+			}}, isRole(plan.RoleCoordinator))),
+		engine.Pipeline("brokers",
+			&engine.Apply{Name: "apply brokers", Select: isRole(plan.RoleBroker), Plan: planFor},
+			engine.Only(&waitPhase{title: "wait until registered", fn: func(ctx context.Context, h *engine.Host) error {
+				return waitRegistered(ctx, dial, cr, h.Name)
+			}}, isRole(plan.RoleBroker))),
 	)
 	code := res.ExitCode()
 

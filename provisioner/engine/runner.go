@@ -365,3 +365,102 @@ func Fatalize(ph Phase) Phase {
 type fatalPhase struct{ onlyPhase }
 
 func (*fatalPhase) FailureIsFatal() bool { return true }
+
+// Pipeline runs phases back to back on each host, without waiting for the other hosts between
+// them: a fast host goes on while a slow one still connects. Use it for phases with no
+// cross-host ordering (connect, agent, artifacts, independent applies); keep separate phases
+// where the plan needs a barrier (brokers only after the coordinators' quorum). A host stops at
+// its first failed sub-phase; sub-phase filters, dry runs, preparers and clean-ups are honoured.
+func Pipeline(title string, phases ...Phase) Phase { return &pipeline{title: title, phases: phases} }
+
+type pipeline struct {
+	title  string
+	phases []Phase
+}
+
+func (p *pipeline) Title() string { return p.title }
+
+func runs(ph Phase, h *Host) bool {
+	f, ok := ph.(Filter)
+	return !ok || f.ShouldRun(h)
+}
+
+func (p *pipeline) ShouldRun(h *Host) bool {
+	for _, ph := range p.phases {
+		if runs(ph, h) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *pipeline) Prepare(ctx context.Context, hosts []*Host) error {
+	for _, ph := range p.phases {
+		pr, ok := ph.(Preparer)
+		if !ok {
+			continue
+		}
+		var mine []*Host
+		for _, h := range hosts {
+			if runs(ph, h) {
+				mine = append(mine, h)
+			}
+		}
+		if len(mine) > 0 {
+			if err := pr.Prepare(ctx, mine); err != nil {
+				return fmt.Errorf("%s: %w", ph.Title(), err)
+			}
+		}
+	}
+	return nil
+}
+
+func (p *pipeline) Run(ctx context.Context, h *Host) error {
+	for _, ph := range p.phases {
+		if !runs(ph, h) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return context.Cause(ctx)
+		}
+		h.Step(ph.Title())
+		var err error
+		if d, ok := ph.(DryRunner); ok && h.Check() {
+			err = d.DryRun(ctx, h)
+		} else {
+			err = ph.Run(ctx, h)
+		}
+		if err != nil {
+			var he *HostError
+			if !errors.As(err, &he) {
+				step, _ := h.CurrentStep()
+				err = &HostError{Host: h.Name, Step: step, Err: err, Unreachable: IsUnreachable(err)}
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *pipeline) CleanUp(ctx context.Context, hosts []*Host) {
+	for _, ph := range p.phases {
+		if c, ok := ph.(CleanUpper); ok {
+			var mine []*Host
+			for _, h := range hosts {
+				if runs(ph, h) {
+					mine = append(mine, h)
+				}
+			}
+			c.CleanUp(ctx, mine)
+		}
+	}
+}
+
+func (p *pipeline) FailureIsFatal() bool {
+	for _, ph := range p.phases {
+		if f, ok := ph.(Fatal); ok && f.FailureIsFatal() {
+			return true
+		}
+	}
+	return false
+}

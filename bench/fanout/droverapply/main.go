@@ -49,6 +49,7 @@ func main() {
 	memProfile := flag.String("memprofile", "", "write a heap profile (at the end) to this file")
 	skipPre := flag.Bool("connect-apply-only", false, "diagnosis only: run just the Connect and Apply phases (the agent and "+
 		"artifact are already on the hosts), to see what one session per host would cost")
+	phased := flag.Bool("phased", false, "diagnosis only: wait for every host between phases instead of drover's per-host pipeline")
 	flag.Parse()
 	if *inv == "" || *sshConfig == "" {
 		fmt.Fprintln(os.Stderr, "usage: droverapply -i INVENTORY -F SSH_CONFIG [-setup] [-forks N] [-bin-dir bin]")
@@ -66,7 +67,7 @@ func main() {
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, *inv, *sshConfig, *binDir, *forks, *setup, *skipPre)
+	code := run(ctx, *inv, *sshConfig, *binDir, *forks, *setup, *skipPre, !*phased)
 	stop()
 	if *cpuProfile != "" {
 		pprof.StopCPUProfile()
@@ -90,7 +91,7 @@ type rootedConn struct {
 
 func (c rootedConn) NodeRoot() string { return c.root }
 
-func run(ctx context.Context, invPath, sshConfig, binDir string, forks int, setup, connectApplyOnly bool) int {
+func run(ctx context.Context, invPath, sshConfig, binDir string, forks int, setup, connectApplyOnly, pipelined bool) int {
 	t0 := time.Now()
 	inv, err := inventory.Load(invPath)
 	if err != nil {
@@ -173,6 +174,7 @@ func run(ctx context.Context, invPath, sshConfig, binDir string, forks int, setu
 	}
 	ph := &phaseTimes{}
 	r := &engine.Runner{Forks: forks, Sink: engine.Tee(d, runlog, ph)}
+	artsFor := func(h *engine.Host) []*engine.Artifact { return []*engine.Artifact{broker} }
 	phases := []engine.Phase{
 		engine.Connect{Dial: func(ctx context.Context, h *engine.Host) (engine.Conn, error) {
 			c, err := pool.Connect(ctx, sshx.TargetFor(h.Data.(*inventory.Host)))
@@ -182,12 +184,16 @@ func run(ctx context.Context, invPath, sshConfig, binDir string, forks int, setu
 			h.Sudo = c.User() != "root"
 			return rootedConn{Client: c, root: roots[h.Name]}, nil
 		}},
-		&engine.EnsureAgent{Path: agentPath},
-		&engine.PushArtifacts{For: func(h *engine.Host) []*engine.Artifact { return []*engine.Artifact{broker} }},
+		&engine.EnsureAgent{Path: agentPath, Artifacts: artsFor},
+		&engine.PushArtifacts{For: artsFor},
 		&engine.Apply{Name: "apply brokers", Plan: planFor},
 	}
 	if connectApplyOnly && !setup {
 		phases = []engine.Phase{phases[0], phases[3]}
+	}
+	// as drover provision does: each host runs its steps back to back, no barrier in between
+	if pipelined {
+		phases = []engine.Phase{engine.Pipeline("connect, agent, artifacts, apply", phases...)}
 	}
 	res := r.Run(ctx, hosts, phases...)
 	d.Finish(res)
