@@ -111,6 +111,8 @@ func runProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return tasks, plan.Owned, err
 	}
 	artsFor := func(h *engine.Host) []*engine.Artifact { return []*engine.Artifact{roleArt[cr.roles[h.Name]]} }
+	agent := &engine.EnsureAgent{Path: agentPath, Artifacts: artsFor}
+	push := &engine.PushArtifacts{For: artsFor}
 	r := &engine.Runner{Forks: f.Forks, Check: *check, Diff: *diff, Sink: engine.Tee(d, runlog)}
 	dial := cr.dialer(f.direct)
 	// Two barriers only where the cluster needs them: every coordinator in quorum before any
@@ -118,9 +120,12 @@ func runProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	res := r.Run(ctx, cr.hosts,
 		engine.Pipeline("connect, agent, artifacts, coordinators",
 			engine.Connect{Dial: cr.engineDial},
-			&engine.EnsureAgent{Path: agentPath, Artifacts: artsFor},
-			&engine.PushArtifacts{For: artsFor},
-			&engine.Apply{Name: "apply coordinators", Select: isRole(plan.RoleCoordinator), Plan: planFor},
+			// brokers get their agent and binary now, while the coordinators start
+			engine.Only(agent, isRole(plan.RoleBroker)),
+			engine.Only(push, isRole(plan.RoleBroker)),
+			// coordinators: one session when agent and binary are already there
+			&engine.Converge{Agent: agent, Push: push,
+				Apply: &engine.Apply{Name: "apply coordinators", Select: isRole(plan.RoleCoordinator), Plan: planFor}},
 			engine.Only(&waitPhase{title: "wait for quorum", fn: func(ctx context.Context, h *engine.Host) error {
 				return waitMember(ctx, dial, net.JoinHostPort(cr.nodes[h.Name].Address, strconv.Itoa(plan.ClientPort)))
 			}}, isRole(plan.RoleCoordinator))),

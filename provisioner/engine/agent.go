@@ -320,15 +320,24 @@ func (a *Apply) Run(ctx context.Context, h *Host) error {
 // host (display, counters, results) and returning the summary. A failed task comes back as a
 // *HostError whose Step is the task id.
 func RunAgent(ctx context.Context, h *Host, req protocol.Request) (*protocol.Summary, error) {
+	sum, _, err := runAgentCmd(ctx, h, h.Privileged(h.Agent("apply")), req)
+	return sum, err
+}
+
+// needMarker starts the line Converge's fast-path script prints instead of running the agent.
+const needMarker = "DROVER-NEED "
+
+// runAgentCmd runs cmd (an agent apply, possibly behind a guard script) with req on stdin. When
+// the guard prints needMarker instead, need holds the rest of that line and nothing ran.
+func runAgentCmd(ctx context.Context, h *Host, cmd string, req protocol.Request) (sum *protocol.Summary, need string, err error) {
 	if req.Version == 0 {
 		req.Version = protocol.ProtocolVersion
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	pr, pw := io.Pipe()
-	var sum *protocol.Summary
 	var failed *protocol.Event
 	var decodeErr error
 	done := make(chan struct{})
@@ -337,6 +346,10 @@ func RunAgent(ctx context.Context, h *Host, req protocol.Request) (*protocol.Sum
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64<<10), 64<<20)
 		for sc.Scan() {
+			if line := sc.Text(); strings.HasPrefix(line, needMarker) {
+				need = strings.TrimPrefix(line, needMarker)
+				continue
+			}
 			var ev protocol.Event
 			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 				h.Logf("agent: %s", sc.Text())
@@ -364,27 +377,97 @@ func RunAgent(ctx context.Context, h *Host, req protocol.Request) (*protocol.Sum
 		decodeErr = sc.Err()
 		io.Copy(io.Discard, pr)
 	}()
-	cmd := h.Privileged(h.Agent("apply"))
 	runErr := h.Stream(ctx, cmd, bytes.NewReader(body), pw)
 	pw.Close()
 	<-done
+	if need != "" && runErr == nil {
+		return nil, need, nil
+	}
 	if failed != nil {
 		step := failed.Task
 		if step == "" {
 			step = "agent"
 		}
-		return sum, &HostError{Host: h.Name, Step: step, Err: errors.New(failed.Err)}
+		return sum, "", &HostError{Host: h.Name, Step: step, Err: errors.New(failed.Err)}
 	}
 	if runErr != nil {
-		return sum, runErr
+		return sum, "", runErr
 	}
 	if decodeErr != nil {
-		return sum, fmt.Errorf("read agent events: %w", decodeErr)
+		return sum, "", fmt.Errorf("read agent events: %w", decodeErr)
 	}
 	if sum == nil {
-		return nil, errors.New("agent ended without a summary")
+		return nil, "", errors.New("agent ended without a summary")
 	}
-	return sum, nil
+	return sum, "", nil
+}
+
+// Converge is EnsureAgent + PushArtifacts + Apply for one host in a single SSH session whenever
+// the node already holds this agent build and every artifact (every no-op or config-only run):
+// a guard script checks the agent link and the store files and then execs the agent's apply. When
+// something is missing it says so instead, and Converge falls back to the three separate steps.
+type Converge struct {
+	Agent *EnsureAgent
+	Push  *PushArtifacts // may be nil
+	Apply *Apply
+}
+
+func (c *Converge) Title() string          { return c.Apply.Title() }
+func (c *Converge) ShouldRun(h *Host) bool { return c.Apply.ShouldRun(h) }
+
+func (c *Converge) Prepare(ctx context.Context, hosts []*Host) error {
+	if err := c.Agent.Prepare(ctx, hosts); err != nil {
+		return err
+	}
+	if c.Push != nil {
+		return c.Push.Prepare(ctx, hosts)
+	}
+	return nil
+}
+
+func (c *Converge) Run(ctx context.Context, h *Host) error {
+	tasks, owned, err := c.Apply.Plan(h)
+	if err != nil {
+		return &HostError{Host: h.Name, Step: "plan", Err: err}
+	}
+	if tasks == nil {
+		return nil
+	}
+	hash, err := c.Agent.art.SHA256()
+	if err != nil {
+		return err
+	}
+	var files []string
+	if c.Push != nil {
+		for _, a := range c.Push.For(h) {
+			s, err := a.SHA256()
+			if err != nil {
+				return err
+			}
+			files = append(files, ShellQuote(h.NodePath(protocol.StoreDir+"/"+s)))
+		}
+	}
+	guard := fmt.Sprintf(`case "$(readlink %s 2>/dev/null)" in */%s) ;; *) echo '%sagent'; exit 0;; esac; `,
+		ShellQuote(h.NodePath(protocol.AgentPath)), hash, needMarker)
+	if len(files) > 0 {
+		guard += fmt.Sprintf(`for f in %s; do [ -f "$f" ] || { echo '%sartifacts'; exit 0; }; done; `, strings.Join(files, " "), needMarker)
+	}
+	h.Step(c.Apply.Title())
+	req := protocol.Request{Version: protocol.ProtocolVersion, Check: h.Check(), Diff: true, Owned: owned, Tasks: tasks}
+	_, need, err := runAgentCmd(ctx, h, h.Privileged(guard+"exec "+h.Agent("apply")), req)
+	if err != nil || need == "" {
+		return err
+	}
+	h.Logf("converge: node needs %s; taking the long way", need)
+	if err := c.Agent.Run(ctx, h); err != nil {
+		return err
+	}
+	if c.Push != nil {
+		if err := c.Push.Run(ctx, h); err != nil {
+			return err
+		}
+	}
+	return c.Apply.Run(ctx, h)
 }
 
 // Facts gathers node facts into h.Facts with one unprivileged agent call.
