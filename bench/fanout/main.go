@@ -168,16 +168,17 @@ func buildApply(binDir string) (droverSpec, error) {
 		bin: bin, cmd: bin + args, setup: bin + args + " -setup",
 		shown: "bench/fanout/droverapply -i {inventory} -F {ssh_config} -forks {forks}",
 		note: "drover: `bench/fanout/droverapply`, drover's real controller path (the `provisioner/sshx` pool, the " +
-			"`provisioner/engine` Runner with Connect, EnsureAgent, PushArtifacts and Apply, the plain display and the run " +
+			"`provisioner/engine` Runner with a per-host Pipeline of Connect and Converge (agent check, artifact check and " +
+			"apply in one session when nothing is missing, as `drover provision` does), the plain display and the run " +
 			"log, forks = the floor's concurrency) applying `plan.Tasks` of a broker (3-coordinator cluster, heap 256m) to " +
 			"every host, the agent running with `--root` = the host's temporary root. The farm has no systemd, so the unit " +
 			"task is a file task writing the same unit bytes to the same path and the service task a file task of the same " +
 			"size; everything else is the broker's plan as is (group, user, 4 directories, broker.id, the artifact " +
-			"task re-verifying the 17 MB drover-broker binary's sha256, server.properties, broker.env). Before the measured " +
+			"task checking the 17 MB drover-broker binary's link and store file, server.properties, broker.env). Before the measured " +
 			"runs, once per N and not timed: the roots get /etc/passwd and /etc/group (root, drover-broker), the agent and " +
 			"broker binaries hard-linked into their stores, then a first converge. The timed run is the no-op re-run " +
 			"(it must report 0 changed), what the floor's single `true` per host is compared with: per host one SSH " +
-			"connection and three sessions (agent check, `has`, `apply`).",
+			"connection and one session (guarded `drover-agent apply`).",
 	}, nil
 }
 

@@ -191,9 +191,11 @@ func run(ctx context.Context, invPath, sshConfig, binDir string, forks int, setu
 	if connectApplyOnly && !setup {
 		phases = []engine.Phase{phases[0], phases[3]}
 	}
-	// as drover provision does: each host runs its steps back to back, no barrier in between
-	if pipelined {
-		phases = []engine.Phase{engine.Pipeline("connect, agent, artifacts, apply", phases...)}
+	// as drover provision does: each host runs its steps back to back, no barrier in between, and
+	// agent check + artifact check + apply share one session when nothing is missing
+	if pipelined && !(connectApplyOnly && !setup) {
+		phases = []engine.Phase{engine.Pipeline("connect, converge", phases[0],
+			&engine.Converge{Agent: phases[1].(*engine.EnsureAgent), Push: phases[2].(*engine.PushArtifacts), Apply: phases[3].(*engine.Apply)})}
 	}
 	res := r.Run(ctx, hosts, phases...)
 	d.Finish(res)
