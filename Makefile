@@ -9,7 +9,7 @@ N ?= 6
 FLEET := test/fleet/fleet.sh
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: help build lint test unit compat e2e fleet-up fleet-down fleet-status demo bench clean
+.PHONY: help build lint test unit compat e2e fleet-up fleet-down fleet-status demo bench bench-apply clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -66,3 +66,11 @@ demo: build ## boot a local 6-node fleet and provision a 3-coordinator, 3-broker
 	@echo "  bin/drover health  -i inventories/local/inventory.yml -F /run/drover-fleet/0/ssh_config"
 	@echo "  bin/drover restart -i inventories/local/inventory.yml -F /run/drover-fleet/0/ssh_config --rolling --canary"
 	@echo "  make fleet-down    # when done"
+
+bench: build ## all benchmarks (root; ~15 min): broker, provisioning vs Ansible, SSH fan-out; writes bench/RESULTS.md
+	$(GO) run ./bench/broker -runs 3
+	$(GO) run ./bench/provision -runs 3
+	$(GO) run ./bench/fanout -runs 3 -n 50,200,500 -apply
+
+bench-apply: build ## drover's no-op provision on 6 fleet hosts (the engine's own figure), printed only
+	$(GO) run ./bench/provision -runs 3 -variants drover,drover-full -out ''
