@@ -33,8 +33,9 @@ test: ## unit tests, franz-go's own suite against drover-broker, then the end-to
 	$(MAKE) compat
 	$(MAKE) e2e
 
-compat: ## franz-go's kgo integration suite (from the module cache) against a running drover-broker
+compat: ## franz-go's kgo integration suite (module cache): one broker RF=1, then 3 coordinators + 3 brokers RF=3
 	broker/kafka/testdata/run-kgo-suite.sh
+	broker/kafka/testdata/run-kgo-suite-cluster.sh
 
 KAFKAJS_DIR ?= /tmp/drover-kafkajs
 
