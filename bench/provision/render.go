@@ -1,16 +1,14 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 
 	"github.com/drover/drover/agent/protocol"
+	"github.com/drover/drover/agent/tasks"
 	"github.com/drover/drover/provisioner/inventory"
 	"github.com/drover/drover/provisioner/plan"
 	"github.com/drover/drover/provisioner/sshx"
@@ -61,7 +59,7 @@ func renderAnsible(dir, droverInv, sshConfig, binDir string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		s, err := fileSHA256(p)
+		s, err := tasks.HashFile(p)
 		if err != nil {
 			return "", err
 		}
@@ -202,17 +200,4 @@ func hostVars(tasks []protocol.Task, files string) (map[string]any, error) {
 		}
 	}
 	return hv, nil
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
