@@ -312,8 +312,14 @@ func (s *Server) controlledShutdown() {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ControlledShutdownTimeout)
 	defer cancel()
-	if err := s.coord.BeginShutdown(ctx); err != nil {
-		s.log.Warn("controlled shutdown", "err", err)
+	// A coordinator that cannot take this one write within a few seconds has no quorum, so there
+	// is no controller to move leadership either (e.g. a whole fleet halting at once): stop
+	// instead of holding the shutdown for the full timeout.
+	bctx, bcancel := context.WithTimeout(ctx, min(5*time.Second, s.cfg.ControlledShutdownTimeout))
+	err := s.coord.BeginShutdown(bctx)
+	bcancel()
+	if err != nil {
+		s.log.Warn("controlled shutdown skipped: the coordinator did not take the shutdown mark", "err", err)
 		return
 	}
 	for {
