@@ -42,7 +42,8 @@ KAFKAJS_DIR ?= /tmp/drover-kafkajs
 unit: ## unit and in-process integration tests (real clients: franz-go, sarama, kafka-go, kcat, kafkajs)
 	@if command -v npm >/dev/null && [ ! -d $(KAFKAJS_DIR)/node_modules/kafkajs ]; then \
 	  npm install --silent --prefix $(KAFKAJS_DIR) kafkajs@2.2.4 >/dev/null 2>&1 || echo "!!! could not npm install kafkajs: its test will skip"; fi
-	DROVER_KAFKAJS=$(KAFKAJS_DIR) $(GO) test -count=1 -timeout 25m ./...
+	@# -json + testsummary: one line per package, every skip with its reason, failures in full
+	set -o pipefail; DROVER_KAFKAJS=$(KAFKAJS_DIR) $(GO) test -count=1 -timeout 25m -json ./... 2>&1 | $(GO) run ./test/testsummary
 
 e2e: build ## end-to-end tests on a fleet it brings up and always tears down
 	N=$(N) test/run-e2e.sh
