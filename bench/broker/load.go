@@ -42,6 +42,7 @@ type throughput struct {
 	records int
 	bytes   int64
 	elapsed time.Duration
+	use     *usage // the produce window's resource use, when sampled
 }
 
 func (t throughput) recsPerSec() float64 { return float64(t.records) / t.elapsed.Seconds() }
@@ -60,7 +61,7 @@ func warmUp(ctx context.Context, cl *kgo.Client, topic string, value []byte) err
 
 // produceThroughput sends n records as fast as the client's buffering allows and times from the
 // first Produce call to the last acknowledgement.
-func produceThroughput(ctx context.Context, seeds []string, topic string, n int, value []byte, allAcks bool) (throughput, error) {
+func produceThroughput(ctx context.Context, seeds []string, topic string, n int, value []byte, allAcks bool, smp *sampler) (throughput, error) {
 	cl, err := kgo.NewClient(clientOpts(seeds, allAcks, 0)...)
 	if err != nil {
 		return throughput{}, err
@@ -80,6 +81,10 @@ func produceThroughput(ctx context.Context, seeds []string, topic string, n int,
 		}
 		wg.Done()
 	}
+	var before snapshot
+	if smp != nil {
+		before = smp.snap()
+	}
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		cl.Produce(ctx, &kgo.Record{Topic: topic, Value: value}, cb)
@@ -89,7 +94,12 @@ func produceThroughput(ctx context.Context, seeds []string, topic string, n int,
 	if p := firstErr.Load(); p != nil {
 		return throughput{}, fmt.Errorf("produce: %w", *p)
 	}
-	return throughput{records: n, bytes: int64(n) * int64(len(value)), elapsed: el}, nil
+	tp := throughput{records: n, bytes: int64(n) * int64(len(value)), elapsed: el}
+	if smp != nil {
+		u := smp.diff(before, smp.snap())
+		tp.use = &u
+	}
+	return tp, nil
 }
 
 // consumeThroughput reads want records from the start of topic with a fresh client; the clock

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,18 +29,24 @@ type config struct {
 	latRate    int
 	latDur     time.Duration
 	timeout    time.Duration
+
+	clusterDesc        string // how the drover-3brokers target was obtained
+	loadStart, loadEnd string
 }
 
 func main() {
 	var (
-		cfg        config
-		targetsArg = flag.String("targets", "kfake,null,drover", "comma-separated targets: kfake, null, drover (the -cluster target is added when -cluster is set)")
-		partsArg   = flag.String("partitions", "1,8", "comma-separated partition counts")
-		brokerBin  = flag.String("broker-bin", "bin/drover-broker", "drover-broker binary (built by `make build`)")
-		brokerArgs = flag.String("broker-args", "--config {config}", "drover-broker arguments; {config} is the generated server.properties")
-		brokerWait = flag.Duration("broker-wait", 20*time.Second, "how long to wait for drover-broker to listen")
-		cluster    = flag.String("cluster", "", "seeds host:port,... of a running 3-broker drover cluster: adds acks=all RF=3")
-		out        = flag.String("out", "bench/RESULTS.md", "markdown file whose \"Broker\" section is replaced (empty: stdout only)")
+		cfg         config
+		targetsArg  = flag.String("targets", "kfake,null,drover", "comma-separated targets: kfake, null, drover (the 3-broker cluster is added unless -no-cluster)")
+		partsArg    = flag.String("partitions", "1,8", "comma-separated partition counts")
+		binDir      = flag.String("bin-dir", "bin", "directory with drover-broker and drover-coordinator (built by `make build`)")
+		brokerBin   = flag.String("broker-bin", "", "drover-broker binary (default: -bin-dir/drover-broker)")
+		brokerArgs  = flag.String("broker-args", "--config {config}", "drover-broker arguments for the single broker; {config} is the generated server.properties")
+		brokerWait  = flag.Duration("broker-wait", 20*time.Second, "how long to wait for drover-broker to listen")
+		noCluster   = flag.Bool("no-cluster", false, "skip the 3-coordinator + 3-broker cluster (acks=all RF=3); a quick run, written to -out only if -out is given")
+		clusterWait = flag.Duration("cluster-wait", 60*time.Second, "how long to wait for the local cluster's brokers to register")
+		cluster     = flag.String("cluster", "", "seeds host:port,... of an already running 3-broker drover cluster, measured instead of starting one")
+		out         = flag.String("out", "bench/RESULTS.md", "markdown file whose \"Broker\" section is replaced (empty: stdout only)")
 	)
 	flag.IntVar(&cfg.runs, "runs", 3, "runs per target and scenario (the table shows medians)")
 	flag.IntVar(&cfg.records, "records", 200000, "records per throughput run")
@@ -60,29 +67,50 @@ func main() {
 		fmt.Fprintln(os.Stderr, "-runs, -records and -lat-rate must be positive")
 		os.Exit(2)
 	}
+	if *brokerBin == "" {
+		*brokerBin = filepath.Join(*binDir, "drover-broker")
+	}
 	var targets []*target
+	full := 0 // of the default targets
 	for _, id := range strings.Split(*targetsArg, ",") {
 		switch strings.TrimSpace(id) {
 		case "kfake":
 			targets = append(targets, kfakeTarget())
+			full++
 		case "null":
 			targets = append(targets, nullTarget())
+			full++
 		case "drover":
 			targets = append(targets, droverTarget(*brokerBin, *brokerArgs, *brokerWait))
+			full++
 		case "":
 		default:
 			fmt.Fprintf(os.Stderr, "unknown target %q\n", id)
 			os.Exit(2)
 		}
 	}
-	if *cluster != "" {
+	switch {
+	case *cluster != "":
 		targets = append(targets, clusterTarget(strings.Split(*cluster, ",")))
+		cfg.clusterDesc = "an external 3-broker drover cluster (-cluster " + *cluster + ")"
+	case !*noCluster:
+		targets = append(targets, localClusterTarget(filepath.Join(*binDir, "drover-coordinator"), *brokerBin, *clusterWait))
+		cfg.clusterDesc = "3 drover-coordinator + 3 drover-broker subprocesses started by the bench, fresh for every measurement"
+	}
+	// A partial run must not replace a complete section unless asked to.
+	explicitOut := false
+	flag.Visit(func(f *flag.Flag) { explicitOut = explicitOut || f.Name == "out" })
+	if (*noCluster || full != 3) && !explicitOut {
+		logf("partial run (-no-cluster or -targets): printed only; give -out to write it")
+		*out = ""
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	st := newStore()
+	cfg.loadStart = loadAvg()
 	run(ctx, cfg, targets, st)
+	cfg.loadEnd = loadAvg()
 	interrupted := ctx.Err() != nil
 
 	body := report(cfg, targets, st)
@@ -157,7 +185,7 @@ func measure(ctx context.Context, cfg config, t *target, st *store, r, p int, wi
 		failed(scn, err)
 		return
 	}
-	tp, err := produceThroughput(mctx, in.seeds, topic, cfg.records, value, in.replicated)
+	tp, err := produceThroughput(mctx, in.seeds, topic, cfg.records, value, in.replicated, newSampler(in.pids, in.logDir))
 	if err != nil {
 		failed(scn, err)
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
@@ -187,10 +215,17 @@ func measure(ctx context.Context, cfg config, t *target, st *store, r, p int, wi
 		}
 	}
 	if withLatency {
-		for _, all := range []bool{false, true} {
+		modes := []bool{false, true}
+		if in.replicated {
+			modes = []bool{true} // the cluster's figure is acks=all
+		}
+		for _, all := range modes {
 			scn := "latency acks=1"
 			if all {
 				scn = "latency acks=all"
+			}
+			if in.replicated {
+				scn = fmt.Sprintf("latency acks=all RF=%d", in.createRF)
 			}
 			lt := fmt.Sprintf("lat-%s-r%d-%v", suffix, r, all)
 			lctx, lcancel := context.WithTimeout(ctx, cfg.timeout)

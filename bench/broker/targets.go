@@ -1,17 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -35,6 +32,8 @@ type instance struct {
 	replicated bool // a multi-broker cluster: produce scenarios are acks=all RF=createRF
 	topics     []string
 	close      func()
+	pids       []int  // processes serving this instance (CPU and write accounting); none: in-process or external
+	logDir     string // where they write (the disk whose device counters are sampled); "": none
 }
 
 func (in *instance) Close() {
@@ -122,69 +121,22 @@ func startDrover(ctx context.Context, bin, args string, wait time.Duration, part
 		cleanupDir()
 		return nil, err
 	}
-	logPath := filepath.Join(dir, "broker.log")
-	logFile, err := os.Create(logPath)
+	argv := strings.Fields(strings.ReplaceAll(args, "{config}", cfg))
+	p, err := startProc("drover-broker", abs, argv, dir, filepath.Join(dir, "broker.log"))
 	if err != nil {
 		cleanupDir()
 		return nil, err
 	}
-	argv := strings.Fields(strings.ReplaceAll(args, "{config}", cfg))
-	cmd := exec.Command(abs, argv...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// Own process group so the whole tree is stopped; Pdeathsig covers the bench itself dying.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		cleanupDir()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	stop := func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-		logFile.Close()
+		stopAll([]*proc{p}, 10*time.Second)
 		cleanupDir()
 	}
 	fail := func(err error) (*instance, error) {
 		stop()
 		return nil, err
 	}
-	tail := func() string {
-		b, _ := os.ReadFile(logPath)
-		b = bytes.TrimSpace(b)
-		if len(b) > 600 {
-			b = b[len(b)-600:]
-		}
-		if len(b) == 0 {
-			return "(no output)"
-		}
-		return strings.ReplaceAll(string(b), "\n", " | ")
-	}
-	deadline := time.Now().Add(wait)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			break
-		}
-		select {
-		case werr := <-exited:
-			exited <- werr // stop() waits on it
-			return fail(fmt.Errorf("exited before listening on %s (%v): %s", addr, werr, tail()))
-		case <-ctx.Done():
-			return fail(ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fail(fmt.Errorf("not listening on %s after %s: %s", addr, wait, tail()))
-		}
+	if err := waitListening(ctx, p, addr, wait); err != nil {
+		return fail(err)
 	}
 	// Listening is not serving: require an ApiVersions/Metadata round trip.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
@@ -196,9 +148,33 @@ func startDrover(ctx context.Context, bin, args string, wait time.Duration, part
 	cancel()
 	cl.Close()
 	if err != nil {
-		return fail(fmt.Errorf("listens on %s but does not answer: %v; log: %s", addr, err, tail()))
+		return fail(fmt.Errorf("listens on %s but does not answer: %v; log: %s", addr, err, p.tail()))
 	}
-	return &instance{seeds: []string{addr}, consume: true, createRF: 1, close: stop}, nil
+	return &instance{seeds: []string{addr}, consume: true, createRF: 1, close: stop,
+		pids: []int{p.pid()}, logDir: dir}, nil
+}
+
+// waitListening polls addr until it accepts a connection, p exits, ctx ends or wait passes.
+func waitListening(ctx context.Context, p *proc, addr string, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if dead, werr := p.dead(); dead {
+			return fmt.Errorf("%s exited before listening on %s (%v): %s", p.name, addr, werr, p.tail())
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not listening on %s after %s: %s", p.name, addr, wait, p.tail())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // clusterTarget points at an already running multi-broker drover cluster; topics are created
