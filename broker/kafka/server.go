@@ -476,8 +476,8 @@ func (cc *clientConn) serve() {
 			s.log.Warn("closing connection: bad frame size", "remote", cc.conn.RemoteAddr().String(), "size", size, "max", s.cfg.MaxRequestBytes)
 			return
 		}
-		body := make([]byte, size)
-		if _, err := io.ReadFull(r, body); err != nil {
+		body, err := readBody(r, int(size))
+		if err != nil {
 			return
 		}
 		s.metrics.bytesIn.Add(int64(size) + 4)
@@ -503,6 +503,34 @@ func (cc *clientConn) serve() {
 			out = nil // do not pin a big fetch buffer per idle connection
 		}
 	}
+}
+
+// eagerBodyBytes: frames up to this size are allocated in one go when their
+// size prefix arrives; bigger ones grow with the bytes actually received.
+const eagerBodyBytes = 1 << 20
+
+// readBody reads a size-byte frame body. A 4-byte size prefix alone must not
+// make us allocate up to socket.request.max.bytes (100 MiB) per connection,
+// so beyond eagerBodyBytes the buffer doubles as data comes in: memory
+// follows what the client really sent (at most ~2x for the copies).
+func readBody(r io.Reader, size int) ([]byte, error) {
+	if size <= eagerBodyBytes {
+		body := make([]byte, size)
+		_, err := io.ReadFull(r, body)
+		return body, err
+	}
+	body := make([]byte, 0, eagerBodyBytes)
+	for len(body) < size {
+		if len(body) == cap(body) {
+			body = append(body, make([]byte, min(cap(body), size-len(body)))...)[:len(body)]
+		}
+		n, err := io.ReadFull(r, body[len(body):min(cap(body), size)])
+		body = body[:len(body)+n]
+		if err != nil {
+			return nil, err
+		}
+	}
+	return body, nil
 }
 
 // decodeRequest parses a request frame body. It is the fuzzed entry point.
@@ -541,6 +569,11 @@ func decodeRequest(body []byte) (kmsg.Request, int32, string, error) {
 		if err := skipTags(&rd); err != nil {
 			return nil, corr, cid, err
 		}
+	}
+	// kmsg trusts the tag and array counts in the body (see decode_guard.go):
+	// check them against the bytes actually there before it sees them.
+	if err := guardDecode(key, version, req.IsFlexible(), rd.Src); err != nil {
+		return nil, corr, cid, fmt.Errorf("decode key %d v%d: %w", key, version, err)
 	}
 	if err := req.ReadFrom(rd.Src); err != nil {
 		return nil, corr, cid, fmt.Errorf("decode key %d v%d: %w", key, version, err)

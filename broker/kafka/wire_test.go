@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	rtmetrics "runtime/metrics"
 	"testing"
 	"time"
 
@@ -95,9 +96,10 @@ func TestBadFramesCloseOnlyThatConnection(t *testing.T) {
 	good, _ := net.Dial("tcp", s.Addr())
 	defer good.Close()
 	for _, bad := range [][]byte{
-		{0x7f, 0xff, 0xff, 0xff},                           // 2 GiB frame: refused before allocating
-		{0, 0, 0, 10, 0, 99, 0, 0, 0, 0, 0, 1, 0xff, 0xff}, // unknown api key
-		frame(3, 12, 1, []byte{0xff, 0xff, 0xff}, true),    // garbage Metadata body
+		{0x7f, 0xff, 0xff, 0xff},                                            // 2 GiB frame: refused before allocating
+		{0, 0, 0, 10, 0, 99, 0, 0, 0, 0, 0, 1, 0xff, 0xff},                  // unknown api key
+		frame(3, 12, 1, []byte{0xff, 0xff, 0xff}, true),                     // garbage Metadata body
+		append([]byte{0, 0, 0, byte(len(craftedSpin()))}, craftedSpin()...), // tag count 2^32-1: kmsg spun for minutes
 	} {
 		c, _ := net.Dial("tcp", s.Addr())
 		c.Write(bad)
@@ -118,8 +120,30 @@ func FuzzDecodeRequest(f *testing.F) {
 		req.SetVersion(req.MaxVersion())
 		f.Add(frame(key, req.MaxVersion(), 1, req.AppendTo(nil), req.IsFlexible())[4:])
 	}
+	// testdata/fuzz/FuzzDecodeRequest/crafted-* are requests that made kmsg
+	// spin for minutes or allocate ~136x the frame (see decode_guard.go).
+	// Checked here: decoding allocates at most a bounded multiple of the
+	// input (schemas are derived first so that is not counted) and does not
+	// take seconds (normal: microseconds; the bound is deliberately loose).
+	for key, h := range registry {
+		for v := h.min; v <= h.max; v++ {
+			requestSchema(key, v)
+		}
+	}
+	sample := []rtmetrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		rtmetrics.Read(sample)
+		before := sample[0].Value.Uint64()
+		start := time.Now()
 		req, _, _, err := decodeRequest(body)
+		took := time.Since(start)
+		rtmetrics.Read(sample)
+		if alloc, limit := sample[0].Value.Uint64()-before, uint64(256<<10+48*len(body)); alloc > limit {
+			t.Errorf("decoding %d bytes allocated %d bytes (limit %d)", len(body), alloc, limit)
+		}
+		if took > 2*time.Second {
+			t.Errorf("decoding %d bytes took %v", len(body), took)
+		}
 		if err == nil && req != nil {
 			// A decoded request must re-encode without panicking.
 			req.AppendTo(nil)
