@@ -37,7 +37,10 @@ func handleFetch(s *Server, cc *clientConn, kreq kmsg.Request) kmsg.Response {
 		}
 	}()
 	for {
-		resp, total, failed := s.fetchOnce(req)
+		// The record sets are read into pooled buffers attached to the
+		// connection, returned once the response is written (or dropped here).
+		cc.releaseBufs()
+		resp, total, failed := s.fetchOnce(req, cc.fetchAlloc)
 		if total >= int(req.MinBytes) || failed || req.MaxWaitMillis <= 0 || !time.Now().Before(deadline) || s.isClosing() {
 			return resp
 		}
@@ -65,7 +68,7 @@ func handleFetch(s *Server, cc *clientConn, kreq kmsg.Request) kmsg.Response {
 
 // fetchOnce reads every requested partition once. failed reports a
 // partition error, which ends a long poll (the client must react).
-func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool) {
+func (s *Server) fetchOnce(req *kmsg.FetchRequest, alloc func(int) []byte) (*kmsg.FetchResponse, int, bool) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	resp.SessionID = 0
 	maxBytes := int(req.MaxBytes)
@@ -144,7 +147,7 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bo
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
-			data, err := p.log.Read(rp.FetchOffset, max(limit, 1), upTo)
+			data, err := p.log.ReadWith(rp.FetchOffset, max(limit, 1), upTo, alloc)
 			if err != nil {
 				if errors.Is(err, dlog.ErrOffsetOutOfRange) {
 					sp.ErrorCode = kerr.OffsetOutOfRange.Code

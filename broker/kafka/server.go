@@ -439,6 +439,7 @@ type clientConn struct {
 	conn     net.Conn
 	clientID string
 	host     string
+	connBufs // pooled buffers of the request in flight (fetch_write.go)
 }
 
 // serve runs one connection: requests are handled one at a time in arrival
@@ -476,7 +477,7 @@ func (cc *clientConn) serve() {
 			s.log.Warn("closing connection: bad frame size", "remote", cc.conn.RemoteAddr().String(), "size", size, "max", s.cfg.MaxRequestBytes)
 			return
 		}
-		body, err := readBody(r, int(size))
+		body, err := readFrameBody(r, int(size))
 		if err != nil {
 			return
 		}
@@ -486,21 +487,12 @@ func (cc *clientConn) serve() {
 			s.log.Debug("closing connection", "remote", cc.conn.RemoteAddr().String(), "err", err)
 			return
 		}
+		recycleFrame(body)
 		if resp == nil {
 			continue
 		}
-		out = appendResponse(out[:0], resp, corr)
-		s.metrics.bytesOut.Add(int64(len(out)))
-		if _, err := w.Write(out); err != nil {
+		if err := cc.writeResponse(w, &out, resp, corr, r.Buffered() == 0); err != nil {
 			return
-		}
-		if r.Buffered() == 0 {
-			if err := w.Flush(); err != nil {
-				return
-			}
-		}
-		if cap(out) > 1<<20 {
-			out = nil // do not pin a big fetch buffer per idle connection
 		}
 	}
 }

@@ -275,6 +275,13 @@ func (l *Log) Roll() error {
 // batch whose base offset is at or beyond upTo. The bytes come straight from
 // the segment file. Reads stay within one segment; the caller fetches again.
 func (l *Log) Read(offset int64, maxBytes int, upTo int64) ([]byte, error) {
+	return l.ReadWith(offset, maxBytes, upTo, nil)
+}
+
+// ReadWith is Read with the destination buffer coming from alloc (nil: a
+// fresh slice), which must return a slice of length n; its contents need
+// not be zeroed. The result is a prefix of that buffer.
+func (l *Log) ReadWith(offset int64, maxBytes int, upTo int64, alloc func(n int) []byte) ([]byte, error) {
 	l.mu.RLock()
 	if offset < l.logStart || offset > l.leo() {
 		l.mu.RUnlock()
@@ -315,7 +322,12 @@ func (l *Log) Read(offset int64, maxBytes int, upTo int64) ([]byte, error) {
 	if pos+want > limit {
 		want = limit - pos
 	}
-	buf := make([]byte, want)
+	var buf []byte
+	if alloc != nil {
+		buf = alloc(int(want))
+	} else {
+		buf = make([]byte, want)
+	}
 	n, err := s.f.ReadAt(buf, pos)
 	if err != nil && n < int(h.Size()) {
 		return nil, fmt.Errorf("read segment: %w", err)
