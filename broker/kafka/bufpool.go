@@ -36,8 +36,16 @@ func pooledBuf(n int) ([]byte, bool) {
 	if n > maxPooledBuf {
 		return nil, false
 	}
-	if v := bufPools[bufClass(n)].Get(); v != nil {
-		return (*v.(*[]byte))[:n], true
+	// Frames of one producer vary in size around a class boundary: a
+	// buffer of the next class up serves too.
+	k := bufClass(n)
+	for _, c := range [2]int{k, k + 1} {
+		if c > maxPooledShift {
+			break
+		}
+		if v := bufPools[c].Get(); v != nil {
+			return (*v.(*[]byte))[:n], true
+		}
 	}
 	return nil, false
 }
