@@ -251,3 +251,37 @@ func TestWatchSurvivesMemberLoss(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 }
+
+// TestCampaignReturnsWhenCanceledWithoutQuorum: a candidate waiting for leadership must return
+// when its context ends even if the coordinators lost quorum meanwhile (etcd's own Campaign
+// resigns with the client's context then, which would block a broker's shutdown forever).
+func TestCampaignReturnsWhenCanceledWithoutQuorum(t *testing.T) {
+	c := coordtest.StartCluster(t, 3)
+	leader, waiter := dial(t, c.Endpoints()), dial(t, c.Endpoints())
+	if _, err := leader.Campaign(ctxT(t), "/e", []byte("1"), 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(ctxT(t))
+	res := make(chan error, 1)
+	go func() {
+		_, err := waiter.Campaign(ctx, "/e", []byte("2"), 2*time.Second)
+		res <- err
+	}()
+	// let the waiter queue behind the leader, then take the quorum away
+	time.Sleep(300 * time.Millisecond)
+	for i := 0; i < 2; i++ {
+		c.Members[(c.Leader()+1)%3].Kill()
+		if l := c.Leader(); l >= 0 {
+			c.Members[l].Kill()
+		}
+	}
+	cancel()
+	select {
+	case err := <-res:
+		if err == nil {
+			t.Fatal("a canceled campaign reported leadership")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Campaign did not return 10 s after its context was canceled (no quorum)")
+	}
+}

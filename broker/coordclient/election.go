@@ -27,7 +27,22 @@ func (c *Client) Campaign(ctx context.Context, election string, value []byte, tt
 		return nil, fmt.Errorf("coordclient: campaign %s: session: %w", election, err)
 	}
 	e := concurrency.NewElection(s, strings.TrimSuffix(election, "/"))
-	if err := e.Campaign(ctx, string(value)); err != nil {
+	// etcd's Election.Campaign, when ctx ends, resigns with the client's own context: without a
+	// quorum that never returns, and a broker stopping while its coordinators are gone would hang
+	// until SIGKILL. So wait here on ctx, and let the campaign finish (and its lease be revoked)
+	// in the background once etcd answers or the client closes.
+	done := make(chan error, 1)
+	go func() { done <- e.Campaign(ctx, string(value)) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		go func() {
+			<-done
+			s.Close()
+		}()
+		return nil, fmt.Errorf("coordclient: campaign %s: %w", election, ctx.Err())
+	}
+	if err != nil {
 		s.Close() // revokes the lease, withdrawing the candidacy
 		return nil, fmt.Errorf("coordclient: campaign %s: %w", election, err)
 	}
